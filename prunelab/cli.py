@@ -1,0 +1,83 @@
+"""`prunelab count` and `prunelab table`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from prunelab import config, counting, models, report
+from prunelab.errors import PrunelabError
+from prunelab.sparsity import parse_sparsity
+
+TITLE = "CHIP on the default data"
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        c, h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CxHxW such as 3x32x32, got {text!r}") from None
+    return c, h, w
+
+
+def count_command(args: argparse.Namespace) -> None:
+    if args.model not in models.ARCHS:
+        raise PrunelabError(f"--model: unknown model {args.model!r}; allowed: {', '.join(models.ARCHS)}")
+    widths = None
+    if args.sparsity is not None:
+        try:
+            widths = models.pruned_widths(args.model, parse_sparsity(args.sparsity, "--sparsity"))
+        except ValueError as e:
+            raise PrunelabError(str(e) if str(e).startswith("--sparsity") else f"--sparsity: {e}") from None
+    model = models.build_model(args.model, widths, args.input[0], args.classes)
+    counts = counting.count(model, args.input)
+    if args.json:
+        print(json.dumps(counts))
+    else:
+        print(f"{args.model} {'x'.join(map(str, args.input))}: params {counts['params']:,}  "
+              f"macs {counts['macs']:,}  flops_paper {counts['flops_paper']:,}")
+
+
+def write_table(params: dict, from_mlflow: bool = False) -> dict:
+    """Rebuild results/table.{md,tex,csv} from the evaluate metric files or from MLflow."""
+    items = config.items(params)
+    if from_mlflow:
+        names = [config.item_name(c, s) for c, s in items]
+        records = report.records_from_mlflow(params["tracking"]["uri"], params["tracking"]["experiment"], names)
+    else:
+        metrics_dir = config.Path(params["paths"]["metrics"]) / "evaluate"
+        records = report.records_from_files([config.item_file(metrics_dir, c, s, ".json") for c, s in items])
+    return report.write_tables(records, params["paths"]["results"], TITLE)
+
+
+def table_command(args: argparse.Namespace) -> None:
+    written = write_table(config.load_params(args.params), args.from_mlflow)
+    for path in written.values():
+        print(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="prunelab", description="Reproducible structured pruning of CNNs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("count", help="params, MACs and paper-convention FLOPs of a (pruned) model")
+    p.add_argument("--model", required=True, help=f"one of {', '.join(models.ARCHS)}")
+    p.add_argument("--sparsity", help="CHIP rate string such as '[0.]+[0.15]*2+[0.4]*27' (default: unpruned)")
+    p.add_argument("--input", type=_shape, default=(3, 32, 32), help="input CxHxW (default 3x32x32)")
+    p.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
+    p.add_argument("--json", action="store_true", help='print {"params", "macs", "flops_paper"} as JSON')
+    p.set_defaults(func=count_command)
+    t = sub.add_parser("table", help="rebuild results/table.{md,tex,csv}")
+    t.add_argument("--params", default="params.yaml")
+    t.add_argument("--from-mlflow", action="store_true", help="from the MLflow runs instead of the metric files")
+    t.set_defaults(func=table_command)
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except PrunelabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

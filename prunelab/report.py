@@ -1,0 +1,141 @@
+"""Results tables (Markdown, LaTeX, CSV) from evaluate records, byte-for-byte deterministic.
+
+A record is what the evaluate stage writes to its metrics JSON and logs to MLflow. `normalize`
+gives both sources identical Python values, so the tables do not depend on where they came from.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from prunelab.checkpoint import atomic_write
+from prunelab.errors import PrunelabError
+
+STR_FIELDS = ("model", "criterion", "setting", "sparsity", "input_shape")
+FLOAT_FIELDS = ("baseline_top1", "top1_before_finetune", "top1")
+INT_FIELDS = ("params", "macs", "flops_paper", "baseline_params", "baseline_macs", "baseline_flops_paper")
+COUNTS = (("params", "Params"), ("macs", "MACs"), ("flops_paper", "FLOPs (paper)"))
+METHOD_NAMES = {"chip": "CHIP"}
+MODEL_NAMES = {f"resnet{d}": f"ResNet-{d}" for d in (20, 32, 44, 56, 110)}
+
+
+def normalize(record: dict) -> dict:
+    """A record with exactly the report's fields, typed: str, float (top-1 in %), int (counts)."""
+    missing = [k for k in (*STR_FIELDS, *FLOAT_FIELDS, *INT_FIELDS) if k not in record]
+    if missing:
+        raise PrunelabError(f"result record lacks {', '.join(missing)}")
+    out = {k: str(record[k]) for k in STR_FIELDS}
+    out.update({k: float(record[k]) for k in FLOAT_FIELDS})
+    out.update({k: int(round(float(record[k]))) for k in INT_FIELDS})
+    return out
+
+
+def reduction(base: int, pruned: int) -> float:
+    """Percent removed, e.g. 43.09 for 853,018 -> 485,413 params."""
+    return 100.0 * (base - pruned) / base
+
+
+def frame(records: list[dict]) -> pd.DataFrame:
+    """One row per pruned network, machine-readable columns, in the given order."""
+    rows = []
+    for r in map(normalize, records):
+        row = {k: r[k] for k in ("model", "criterion", "setting", "sparsity", "input_shape")}
+        row.update(baseline_top1=r["baseline_top1"], top1_before_finetune=r["top1_before_finetune"],
+                   pruned_top1=r["top1"], delta_top1=r["top1"] - r["baseline_top1"])
+        for key, _ in COUNTS:
+            row.update({key: r[key], f"baseline_{key}": r[f"baseline_{key}"],
+                        f"{key}_reduction_pct": reduction(r[f"baseline_{key}"], r[key])})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.2f}M"
+
+
+def _display_rows(df: pd.DataFrame, pct: str) -> list[list[str]]:
+    rows = []
+    for r in df.itertuples(index=False):
+        cells = [MODEL_NAMES.get(r.model, r.model), METHOD_NAMES.get(r.criterion, r.criterion), r.sparsity,
+                 f"{r.baseline_top1:.2f}", f"{r.pruned_top1:.2f}", f"{r.delta_top1:+.2f}"]
+        for key, _ in COUNTS:
+            cells.append(f"{_millions(getattr(r, key))} ({getattr(r, f'{key}_reduction_pct'):.1f}{pct})")
+        rows.append(cells)
+    return rows
+
+
+HEADER = ["Model", "Method", "Sparsity", "Baseline top-1 (%)", "Pruned top-1 (%)", "Δ top-1"] + [
+    f"{label} (↓%)" for _, label in COUNTS]
+
+
+def markdown(df: pd.DataFrame, title: str) -> str:
+    shapes = ", ".join(sorted(set(df["input_shape"])))
+    lines = [f"# {title}", "",
+             f"Input {shapes}. MACs: conv + linear multiply-accumulates. FLOPs (paper): CHIP's thop convention "
+             "(MACs + conv bias + 2 per BatchNorm element + average pool). Top-1 of the final epoch.", "",
+             "| " + " | ".join(HEADER) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(HEADER) - 3)) + "|"]
+    for cells in _display_rows(df, "%"):
+        cells[2] = f"`{cells[2]}`"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _tex_escape(s: str) -> str:
+    return s.replace("\\", r"\textbackslash{}").replace("%", r"\%").replace("_", r"\_").replace("&", r"\&")
+
+
+def latex(df: pd.DataFrame, title: str) -> str:
+    header = [h.replace("Δ", r"$\Delta$").replace("↓", r"$\downarrow$").replace("%", r"\%") for h in HEADER]
+    lines = [f"% {title}", r"\begin{tabular}{lll" + "r" * (len(HEADER) - 3) + "}", r"\toprule",
+             " & ".join(header) + r" \\", r"\midrule"]
+    for cells in _display_rows(df, r"\%"):
+        cells[2] = r"\texttt{" + _tex_escape(cells[2]) + "}"
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def csv(df: pd.DataFrame) -> str:
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, float_format="%.6f", lineterminator="\n")
+    return buf.getvalue()
+
+
+def write_tables(records: list[dict], out_dir: str | Path, title: str = "Results") -> dict[str, Path]:
+    """Write table.md, table.tex, table.csv into out_dir (each atomically); returns their paths."""
+    if not records:
+        raise PrunelabError("no results to tabulate")
+    df = frame(records)
+    texts = {"table.md": markdown(df, title), "table.tex": latex(df, title), "table.csv": csv(df)}
+    out = {}
+    for name, text in texts.items():
+        path = Path(out_dir) / name
+        atomic_write(path, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
+        out[name] = path
+    return out
+
+
+def records_from_files(files: list[Path]) -> list[dict]:
+    """Evaluate records from the DVC-tracked metric files, in the given order."""
+    import json
+
+    records = []
+    for f in files:
+        if not Path(f).is_file():
+            raise PrunelabError(f"{f}: no such metrics file; run `dvc repro` first")
+        records.append(json.loads(Path(f).read_text()))
+    return records
+
+
+def records_from_mlflow(uri: str, experiment: str, items: list[str]) -> list[dict]:
+    """The same records from the newest finished MLflow `evaluate` run of each item."""
+    from prunelab.tracking import latest_runs
+
+    runs = latest_runs(uri, experiment, "evaluate")
+    missing = [i for i in items if i not in runs]
+    if missing:
+        raise PrunelabError(f"no finished MLflow 'evaluate' run for {', '.join(missing)} in experiment {experiment!r} at {uri}")
+    return [{**runs[i]["tags"], **runs[i]["metrics"]} for i in items]
