@@ -15,11 +15,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from prunelab.errors import PrunelabError
+
 DATASETS = ("digits", "cifar10")
 
 
-class DatasetError(ValueError):
+class DatasetError(PrunelabError):
     """A dataset that cannot be loaded as configured; the message names the culprit."""
+
+
+class DatasetNotFound(DatasetError):
+    """The dataset's files are not under the given root."""
 
 
 @dataclass
@@ -86,8 +92,8 @@ def load_cifar10(root: str | Path, download: bool = False) -> Splits:
         train = CIFAR10(str(root), train=True, download=download)
         test = CIFAR10(str(root), train=False, download=download)
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted."
-        raise DatasetError(
-            f"data.root: no CIFAR-10 found in {str(root)!r} ({e}); put cifar-10-batches-py/ there or set data.download: true"
+        raise DatasetNotFound(
+            f"no CIFAR-10 found in {str(root)!r} ({e}); put cifar-10-batches-py/ there or set data.download: true"
         ) from None
 
     def to_tensors(ds):

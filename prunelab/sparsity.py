@@ -10,7 +10,7 @@ import re
 
 from prunelab.errors import PrunelabError
 
-_NUMBER = r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?|[0-9]+\."
+_NUMBER = r"-?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?|-?[0-9]+\."
 _TERM = re.compile(rf"\s*\[\s*((?:{_NUMBER})(?:\s*,\s*(?:{_NUMBER}))*)?\s*,?\s*\]\s*(?:\*\s*([0-9]+))?\s*")
 
 

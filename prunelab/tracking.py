@@ -56,6 +56,9 @@ class StageRun:
         numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         self._mlflow.log_metrics(numeric, step=step)
 
+    def log_artifact(self, path) -> None:
+        self._mlflow.log_artifact(str(path))
+
     def set_tags(self, tags: dict[str, Any]) -> None:
         self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
 

@@ -1,0 +1,83 @@
+"""Glue shared by the DVC stages: params sections -> library calls, metric files, MLflow runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from prunelab import config, tracking
+from prunelab.checkpoint import atomic_write
+from prunelab.data import DatasetNotFound, Loader, Splits, load_dataset
+from prunelab.engine import Recipe, resolve_device
+
+
+def device(params: dict) -> torch.device:
+    try:
+        return resolve_device(params["device"])
+    except ValueError as e:
+        raise config.ConfigError(str(e)) from None
+
+
+def load_data(params: dict) -> Splits:
+    d = params["data"]
+    try:
+        return load_dataset(d["name"], params["paths"]["data"], d["download"], params["seed"], d["image_size"],
+                            d["test_fraction"])
+    except DatasetNotFound as e:
+        raise config.ConfigError(f"paths.data: {e}") from None
+
+
+def train_loader(splits: Splits, batch_size: int, seed: int, dev: torch.device) -> Loader:
+    return Loader(splits.x_train, splits.y_train, splits.mean, splits.std, batch_size, dev, shuffle=True,
+                  augment=splits.augment, seed=seed)
+
+
+def test_loader(splits: Splits, params: dict, dev: torch.device) -> Loader:
+    return Loader(splits.x_test, splits.y_test, splits.mean, splits.std, params["data"]["eval_batch_size"], dev)
+
+
+def recipe(section: dict) -> Recipe:
+    return Recipe(**{k: v for k, v in section.items() if k != "batch_size"})
+
+
+def input_shape(splits: Splits) -> tuple[int, int, int]:
+    return (splits.in_channels, splits.image_size, splits.image_size)
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_curve(path: str | Path, rows: list[dict]) -> None:
+    """Per-epoch metrics as CSV (a DVC plot)."""
+    keys = list(rows[0])
+    text = ",".join(["epoch", *keys]) + "\n" + "".join(
+        ",".join([str(i), *(repr(float(r[k])) for k in keys)]) + "\n" for i, r in enumerate(rows))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def stage_run(params: dict, stage: str, sections: dict, item: str | None = None, tags: dict | None = None):
+    """The MLflow run of one stage execution, named as DVC names the stage ('prune@chip-r1')."""
+    run_name = f"{stage}@{item}" if item else stage
+    all_tags = {"stage": stage, "model": params["model"]["arch"], "params_hash": config.params_hash(params),
+                **({"item": item} if item else {}), **(tags or {})}
+    t = params["tracking"]
+    return tracking.stage_run(run_name, t["uri"], t["experiment"], sections, all_tags)
+
+
+def item_args(argv: list[str] | None, params: dict) -> tuple[str, str]:
+    """--criterion C --setting S of a per-network stage, checked against params."""
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--criterion", required=True)
+    p.add_argument("--setting", required=True)
+    a = p.parse_args(argv)
+    if a.criterion not in params["prune"]["criteria"]:
+        raise config.ConfigError(f"--criterion: {a.criterion!r} is not in prune.criteria {params['prune']['criteria']}")
+    if a.setting not in params["prune"]["settings"]:
+        raise config.ConfigError(f"--setting: {a.setting!r} is not in prune.settings ({', '.join(params['prune']['settings'])})")
+    return a.criterion, a.setting

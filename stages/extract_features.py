@@ -1,0 +1,35 @@
+"""extract_features: one streamed pass of training images through the baseline, every channel
+group's ReLU hooked at once; stores per-layer, per-channel statistics (not raw maps)."""
+
+import time
+
+import torch
+
+from prunelab import checkpoint, config, criteria, models, pipeline
+from prunelab.engine import seed_everything
+from prunelab.features import channel_statistics
+
+
+def main() -> None:
+    params = config.load_params()
+    dev, paths, feat = pipeline.device(params), params["paths"], params["features"]
+    seed_everything(params["seed"])
+    ckpt = checkpoint.load(paths["baseline"])
+    model = checkpoint.build(ckpt)
+    splits = pipeline.load_data(params)
+    stats = {c: criteria.FEATURE_STATISTICS[c] for c in params["prune"]["criteria"] if c in criteria.FEATURE_STATISTICS}
+    layers = [g.name for g in models.channel_groups(ckpt["arch"])]
+    # CHIP's protocol: training images with the training augmentation, the model in eval mode.
+    images = pipeline.train_loader(splits, feat["batch_size"], params["seed"], dev)
+    sections = {"seed": params["seed"], "device": params["device"], "data": params["data"], "features": feat}
+    with pipeline.stage_run(params, "extract_features", sections) as run:
+        start = time.perf_counter()
+        per_layer = channel_statistics(model, images, layers, stats, feat["num_images"], dev)
+        meta = {"statistics": sorted(stats), "num_images": feat["num_images"], "seed": params["seed"],
+                "baseline": paths["baseline"], "baseline_md5": checkpoint.file_hash(paths["baseline"])}
+        run.log_metrics({"seconds": time.perf_counter() - start, "layers": len(layers)})
+    checkpoint.atomic_write(paths["features"], lambda tmp: torch.save({"layers": per_layer, "meta": meta}, tmp))
+
+
+if __name__ == "__main__":
+    config.run_stage(main)

@@ -1,0 +1,35 @@
+"""train_baseline: train the unpruned network; write its checkpoint, metrics and learning curve."""
+
+from pathlib import Path
+
+from prunelab import checkpoint, config, counting, models, pipeline
+from prunelab.engine import fit, seed_everything
+
+
+def main() -> None:
+    params = config.load_params()
+    dev, arch, paths = pipeline.device(params), params["model"]["arch"], params["paths"]
+    seed_everything(params["seed"])
+    splits = pipeline.load_data(params)
+    model = models.build_model(arch, None, splits.in_channels, splits.num_classes)
+    curve = []
+    sections = {k: params[k] for k in ("seed", "device", "data", "model", "train")}
+    with pipeline.stage_run(params, "train_baseline", sections) as run:
+        def on_epoch(epoch: int, m: dict) -> None:
+            curve.append(m)
+            run.log_metrics(m, step=epoch)
+
+        final = fit(model, pipeline.train_loader(splits, params["train"]["batch_size"], params["seed"], dev),
+                    pipeline.test_loader(splits, params, dev), pipeline.recipe(params["train"]), dev, on_epoch,
+                    desc="train_baseline")
+        counts = counting.count(model, pipeline.input_shape(splits))
+        run.log_metrics(counts)  # top-1 and loss are already in the per-epoch history
+        metrics = {"top1": final["top1"], "loss": final["loss"], **counts}
+    checkpoint.save(paths["baseline"], model, arch, models.default_widths(arch), splits.in_channels,
+                    splits.num_classes, meta={"stage": "train_baseline", "seed": params["seed"], **metrics})
+    pipeline.write_json(Path(paths["metrics"]) / "train_baseline.json", metrics)
+    pipeline.write_curve(Path(paths["metrics"]) / "train_baseline.csv", curve)
+
+
+if __name__ == "__main__":
+    config.run_stage(main)

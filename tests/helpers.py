@@ -1,0 +1,75 @@
+"""Run the real stages and DVC on a throw-away copy of the project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def copy_project(dst: Path, **overrides) -> Path:
+    """A git + DVC repo at dst with the project's code and params.yaml updated by overrides.
+
+    overrides: dotted keys, e.g. {"train.epochs": 1}; a value of None deletes the key.
+    """
+    dst.mkdir(parents=True, exist_ok=True)
+    for d in ("prunelab", "stages"):
+        shutil.copytree(ROOT / d, dst / d, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", dst / "dvc.yaml")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["tracking"]["uri"] = f"sqlite:///{dst / 'mlflow.db'}"
+    set_params(params, overrides)
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], dst)
+    run([str(BIN / "dvc"), "init", "-q"], dst)
+    run([str(BIN / "dvc"), "config", "core.analytics", "false"], dst)
+    return dst
+
+
+def set_params(params: dict, overrides: dict) -> None:
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = params
+        for p in parents:
+            node = node[p]
+        if value is None:
+            del node[leaf]
+        else:
+            node[leaf] = value
+
+
+def edit_params(project: Path, **overrides) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    set_params(params, overrides)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def env(project: Path) -> dict:
+    e = dict(os.environ)
+    e.update(PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}", PYTHONPATH=str(project), DVC_NO_ANALYTICS="1",
+             MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t",
+             GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    e.pop("MLFLOW_TRACKING_URI", None)
+    return e
+
+
+def run(cmd: list[str], project: Path, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run(cmd, cwd=project, env=env(project), capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+def dvc(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run([str(BIN / "dvc"), *args], project, check)
+
+
+def stage(project: Path, name: str, *args: str) -> subprocess.CompletedProcess:
+    return run([str(BIN / "python"), f"stages/{name}.py", *args], project, check=False)

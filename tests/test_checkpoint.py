@@ -1,0 +1,43 @@
+import pytest
+import torch
+
+from prunelab import checkpoint, models
+
+
+def test_round_trip_rebuilds_the_module_from_arch_and_widths(tmp_path):
+    widths = models.pruned_widths("resnet20", [0.0, 0.5, 0.25] + [0.5] * 9)
+    m = models.build_model("resnet20", widths, 1, 10).eval()
+    path = tmp_path / "sub" / "m.pt"
+    checkpoint.save(path, m, "resnet20", widths, 1, 10, meta={"note": "x"})
+    ckpt = checkpoint.load(path)
+    assert ckpt["widths"] == widths and ckpt["meta"] == {"note": "x"}
+    x = torch.randn(2, 1, 8, 8)
+    assert torch.equal(checkpoint.build(ckpt).eval()(x), m(x))
+    assert [p.name for p in path.parent.iterdir()] == ["m.pt"]  # no temp file left behind
+
+
+def test_corrupt_missing_and_pickled_module_checkpoints_are_refused(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(checkpoint.CheckpointError, match="bad.pt.*corrupt"):
+        checkpoint.load(bad)
+    with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
+        checkpoint.load(tmp_path / "none.pt")
+    pickled = tmp_path / "module.pt"
+    torch.save({"model": models.build_model("resnet20")}, pickled)  # a pickled nn.Module: refused by weights_only
+    with pytest.raises(checkpoint.CheckpointError, match="module.pt"):
+        checkpoint.load(pickled)
+
+
+def test_interrupted_save_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "m.pt"
+    path.write_bytes(b"previous")
+
+    def boom(tmp):
+        open(tmp, "wb").write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.atomic_write(path, boom)
+    assert path.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]

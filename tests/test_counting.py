@@ -1,0 +1,65 @@
+import json
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from prunelab import cli, counting, models
+from prunelab.sparsity import parse_sparsity
+
+ROW1 = "[0.]+[0.15]*2+[0.4]*27"
+ROW2 = "[0.]+[0.4]*2+[0.5]*9+[0.6]*9+[0.7]*9"
+
+
+def test_resnet56_matches_the_paper():
+    assert counting.count(models.build_model("resnet56"), (3, 32, 32))["params"] == 853_018
+    assert counting.count(models.build_model("resnet56"), (3, 32, 32))["macs"] == 125_485_696
+
+
+@pytest.mark.parametrize("spec,params,flops", [(ROW1, 485_413, 65_939_968), (ROW2, 240_793, 34_785_856)])
+def test_chip_rows_match_the_paper(spec, params, flops):
+    m = models.build_model("resnet56", models.pruned_widths("resnet56", parse_sparsity(spec)))
+    c = counting.count(m, (3, 32, 32))
+    assert (c["params"], c["flops_paper"]) == (params, flops)
+
+
+@pytest.mark.parametrize("arch", models.ARCHS)
+@pytest.mark.parametrize("pruned", [False, True])
+def test_macs_are_half_of_torch_flop_counter(arch, pruned):
+    widths = None
+    if pruned:
+        n3 = 3 * ((int(arch[6:]) - 2) // 6)
+        widths = models.pruned_widths(arch, [0.1, 0.3, 0.2] + [0.5] * n3)
+    for shape in [(3, 32, 32), (1, 8, 8)]:
+        m = models.build_model(arch, widths, in_channels=shape[0]).eval()
+        with FlopCounterMode(display=False) as fc:
+            m(torch.zeros(1, *shape))
+        assert 2 * counting.count_ops(m, shape)["macs"] == fc.get_total_flops()
+
+
+def test_params_count_every_parameter_including_bn():
+    m = models.build_model("resnet20")
+    bn = sum(p.numel() for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d) for p in x.parameters())
+    assert bn > 0
+    assert counting.count_params(m) == sum(p.numel() for p in m.parameters())
+
+
+def test_cli_count_json(capsys):
+    cli.main(["count", "--model", "resnet56", "--sparsity", ROW2, "--json"])
+    assert json.loads(capsys.readouterr().out) == {"params": 240_793, "macs": 34_197_184, "flops_paper": 34_785_856}
+    cli.main(["count", "--model", "resnet56", "--json"])
+    assert json.loads(capsys.readouterr().out)["macs"] == 125_485_696
+
+
+@pytest.mark.parametrize("argv,culprit", [
+    (["--model", "resnet57"], "--model"),
+    (["--model", "resnet56", "--sparsity", "[0.]+[1.0]*2+[0.4]*27"], "--sparsity"),
+    (["--model", "resnet56", "--sparsity", "[0.]+[0.4]*2"], "--sparsity"),
+])
+def test_cli_count_bad_input_exits_2(argv, culprit, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["count", *argv, "--json"])
+    assert e.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and culprit in captured.err

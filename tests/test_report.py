@@ -1,0 +1,41 @@
+import pytest
+
+from prunelab import report
+from prunelab.errors import PrunelabError
+
+
+def record(**kw):
+    r = {"model": "resnet56", "criterion": "chip", "setting": "r1", "sparsity": "[0.]+[0.15]*2+[0.4]*27",
+         "input_shape": "3x32x32", "baseline_top1": 93.26, "top1_before_finetune": 10.0, "top1": 94.16,
+         "params": 485413, "macs": 65168128, "flops_paper": 65939968, "baseline_params": 853018,
+         "baseline_macs": 125485696, "baseline_flops_paper": 126554752, "loss": 0.2}
+    r.update(kw)
+    return r
+
+
+def test_tables_are_identical_whatever_the_number_types(tmp_path):
+    # MLflow hands back every metric as float and every tag as str
+    as_mlflow = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in record().items()}
+    a = report.write_tables([record()], tmp_path / "a")
+    b = report.write_tables([as_mlflow], tmp_path / "b")
+    for name in a:
+        assert a[name].read_bytes() == b[name].read_bytes()
+
+
+def test_table_values_are_computed_from_the_record(tmp_path):
+    out = report.write_tables([record(), record(setting="r2", top1=92.0)], tmp_path)
+    md = out["table.md"].read_text()
+    assert "| ResNet-56 | CHIP | `[0.]+[0.15]*2+[0.4]*27` | 93.26 | 94.16 | +0.90 | 0.49M (43.1%) |" in md
+    csv = out["table.csv"].read_text().splitlines()
+    assert len(csv) == 3 and "baseline_top1" in csv[0] and "pruned_top1" in csv[0]
+    df = report.frame([record()])
+    assert df.params_reduction_pct[0] == pytest.approx(100 * (853018 - 485413) / 853018)
+    assert "\\toprule" in out["table.tex"].read_text()
+
+
+def test_incomplete_records_are_refused(tmp_path):
+    r = record()
+    del r["top1"]
+    with pytest.raises(PrunelabError, match="top1"):
+        report.write_tables([r], tmp_path)
+    assert not any(tmp_path.iterdir())

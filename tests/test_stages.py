@@ -1,0 +1,47 @@
+"""Bad input to a stage: one line naming the key and what is allowed, exit code 2, nothing written."""
+
+import pytest
+
+from helpers import copy_project, stage
+
+ROW1_R20 = "[0.]+[0.15]*2+[0.4]*9"
+
+
+def files_under(project):
+    return sorted(p.relative_to(project).as_posix() for p in project.rglob("*")
+                  if p.is_file() and not p.relative_to(project).parts[0] in (".git", ".dvc", "prunelab", "stages"))
+
+
+CASES = [
+    ({"model.arch": "resnet57"}, "model.arch", "allowed: resnet20"),
+    ({"prune.criteria": ["chip", "magic"]}, "prune.criteria", "allowed: chip"),
+    ({"prune.settings.r1": "[0.]+[1.2]*2+[0.4]*27"}, "prune.settings.r1", "[0, 1)"),
+    ({"prune.settings.r1": ROW1_R20}, "prune.settings.r1", "takes 30 rates"),
+    ({"train.epochs": 0}, "train.epochs", "integer >= 1"),
+    ({"finetune.epochs": -3}, "finetune.epochs", "integer >= 1"),
+    ({"train.epoch": 3}, "train.epoch", "unknown key; allowed: epochs"),
+    ({"device": "tpu"}, "device", "allowed: auto, cpu, cuda"),
+    ({"data.name": "cifar10", "data.image_size": 32, "paths.data": "no/such/dir"}, "paths.data", "data.download: true"),
+]
+
+
+@pytest.mark.parametrize("overrides,key,allowed", CASES, ids=[c[1] + ":" + c[2][:12] for c in CASES])
+def test_bad_params_exit_2_with_one_line_and_write_nothing(tmp_path, overrides, key, allowed):
+    project = copy_project(tmp_path / "p", **overrides)
+    before = files_under(project)
+    r = stage(project, "train_baseline")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"error: {key}") and allowed in r.stderr, r.stderr
+    assert files_under(project) == before
+
+
+def test_corrupt_checkpoint_is_named_and_nothing_is_written(tmp_path):
+    project = copy_project(tmp_path / "p")
+    (project / "models").mkdir()
+    (project / "models" / "baseline.pt").write_bytes(b"\x00garbage")
+    before = files_under(project)
+    r = stage(project, "extract_features")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "models/baseline.pt" in r.stderr and "corrupt" in r.stderr
+    assert files_under(project) == before
