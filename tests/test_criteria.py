@@ -3,6 +3,9 @@ import torch
 
 from prunelab import models
 from prunelab.criteria import channel_independence, channel_independence_per_image
+from prunelab.data import Loader, load_digits
+from prunelab.engine import Recipe, fit
+from prunelab.features import forward_hooks
 
 
 def naive_ci(fmaps: torch.Tensor) -> torch.Tensor:
@@ -27,8 +30,9 @@ def assert_close_to_reference(fmaps):
     assert torch.allclose(channel_independence(fmaps).double(), ref.mean(0), rtol=0, atol=1e-6 * ref.abs().max().item())
 
 
-@pytest.mark.parametrize("shape", [(3, 8, 4, 4), (3, 16, 4, 4), (3, 24, 4, 4), (2, 64, 2, 2), (2, 6, 8, 8)],
-                         ids=["C<HW", "C=HW", "C>HW", "C>>HW", "C<<HW"])
+@pytest.mark.parametrize("shape", [(3, 8, 4, 4), (3, 16, 4, 4), (3, 24, 4, 4), (2, 64, 2, 2), (2, 6, 8, 8),
+                                   (2, 64, 8, 8)],
+                         ids=["C<HW", "C=HW", "C>HW", "C>>HW", "C<<HW", "resnet56-stage3"])
 def test_matches_naive_definition_on_random_maps(shape):
     torch.manual_seed(0)
     assert_close_to_reference(torch.relu(torch.randn(shape)))
@@ -43,17 +47,38 @@ def test_zero_channels_score_zero_and_rank_deficient_maps():
     assert channel_independence(fmaps)[3].abs() < 1e-9
 
 
-def test_matches_naive_definition_on_real_relu_maps():
+@pytest.fixture(scope="module")
+def trained_digits_maps():
+    """ReLU maps of a ResNet-20 trained for 2 epochs on the digits (16x16), on 4 test images."""
     torch.manual_seed(0)
-    m = models.build_model("resnet20", in_channels=1).eval()
+    s = load_digits(image_size=16)
+    m = models.build_model("resnet20", in_channels=1)
+    train = Loader(s.x_train, s.y_train, s.mean, s.std, 64, shuffle=True, augment=s.augment)
+    test = Loader(s.x_test, s.y_test, s.mean, s.std, 4)
+    assert fit(m, train, test, Recipe(epochs=2, lr=0.1), torch.device("cpu"))["top1"] > 50
     maps = {}
-    handles = [dict(m.named_modules())[n].register_forward_hook(lambda _m, _i, o, n=n: maps.__setitem__(n, o.clone()))
-               for n in ("relu", "layer2.0.relu1", "layer3.2.relu2")]
-    m(torch.randn(3, 1, 16, 16))
-    for h in handles:
-        h.remove()
-    for fm in maps.values():
-        assert_close_to_reference(fm)
+    with torch.no_grad(), forward_hooks(m.eval(), LAYERS, lambda n, o: maps.__setitem__(n, o.clone())):
+        m(next(iter(test))[0])
+    return maps
+
+
+LAYERS = ["relu", "layer1.1.relu1", "layer2.0.relu1", "layer2.2.relu2", "layer3.2.relu1", "layer3.2.relu2"]
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_matches_naive_definition_on_maps_of_a_trained_network(trained_digits_maps, layer):
+    fm = trained_digits_maps[layer]  # (4, C, H, W): 16x16x16, 32x8x8, 64x4x4 (C > HW)
+    assert_close_to_reference(fm)
+
+
+def test_all_zero_map_scores_zero():
+    assert torch.equal(channel_independence(torch.zeros(2, 5, 3, 3)), torch.zeros(5))
+
+
+def test_ranking_matches_the_reference():
+    torch.manual_seed(4)
+    fmaps = torch.relu(torch.randn(6, 32, 6, 6))
+    assert torch.equal(channel_independence(fmaps).argsort(), naive_ci(fmaps).mean(0).argsort())
 
 
 def test_scores_independent_of_chunking():
