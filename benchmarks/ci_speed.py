@@ -17,6 +17,7 @@ Imports only torch and prunelab.criteria (runs on the GPU machine as it is).
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prunelab.criteria.chip import channel_independence_per_image  # noqa: E402
 
 RESNET56 = [((16, 32, 32), 19), ((32, 16, 16), 18), ((64, 8, 8), 18)]  # (C, H, W), hooked layers
+# CHIP's prunable groups: stem 16; 27 block inner widths; 18 block outputs of stages 1-2
+RESNET56_GROUPS = [16] + [16] * 9 + [32] * 9 + [64] * 9 + [16] * 9 + [32] * 9
 # ResNet-50 at 224x224, CHIP's hooked ReLUs: stem; conv1 and conv2 of every bottleneck (stride on
 # conv2); the first block's output of stages 1-3.
 RESNET50 = [((64, 112, 112), 1),
@@ -34,7 +37,17 @@ RESNET50 = [((64, 112, 112), 1),
             ((128, 56, 56), 1), ((128, 28, 28), 7), ((512, 28, 28), 1),
             ((256, 28, 28), 1), ((256, 14, 14), 11), ((1024, 14, 14), 1),
             ((512, 14, 14), 1), ((512, 7, 7), 5)]
+# its prunable groups: stem 64; conv1 and conv2 of 3+4+6+3 bottlenecks; stage outputs 1-3
+RESNET50_GROUPS = [64] + [64] * 6 + [128] * 8 + [256] * 12 + [512] * 6 + [256, 512, 1024]
 IMAGES = 640
+
+
+def stored_bytes(channels: list[int]) -> int:
+    """Size of what extract_features stores for CHIP: one float64 per channel per hooked layer."""
+    buf = io.BytesIO()
+    torch.save({"layers": {f"layer{i}": {"chip": torch.zeros(c, dtype=torch.float64)} for i, c in enumerate(channels)}},
+               buf)
+    return len(buf.getvalue())
 
 
 def naive(fmaps: torch.Tensor) -> torch.Tensor:
@@ -121,6 +134,9 @@ def main() -> None:
         r50_naive += layers * (t_norm / 2) * (shape[0] + 1) * IMAGES
     print(f"ResNet-50, 36 layers x {IMAGES} images at 224x224 (extrapolated from {args.resnet50_images} images/shape): "
           f"ours {r50_ours:.0f} s ({r50_ours / 60:.1f} min); naive {r50_naive / 86400:.1f} days")
+    for name, groups in (("ResNet-56", RESNET56_GROUPS), ("ResNet-50", RESNET50_GROUPS)):
+        print(f"stored CHIP statistics, {name}: {len(groups)} layers, {sum(groups):,} channels, "
+              f"{stored_bytes(groups) / 1024:.1f} KB (raw maps only with features.save_maps)")
 
 
 if __name__ == "__main__":

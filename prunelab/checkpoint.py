@@ -7,6 +7,7 @@ from arch + widths.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -38,26 +39,45 @@ def atomic_write(path: str | Path, write) -> None:
         raise
 
 
+def torch_save(path: str | Path, obj) -> None:
+    """torch.save, atomically and byte-reproducibly.
+
+    torch.save names its zip archive after the file it writes; serialising to memory first
+    keeps that name fixed, so equal tensors give equal bytes (and equal DVC hashes).
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
+
+
 def save(path: str | Path, model: nn.Module, arch: str, widths: dict, in_channels: int, num_classes: int,
          meta: dict | None = None) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     payload = {"arch": arch, "widths": widths, "in_channels": in_channels, "num_classes": num_classes,
                "state_dict": state, "meta": meta or {}}
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    torch_save(path, payload)
+
+
+def torch_load(path: str | Path, keys: tuple[str, ...], what: str = "file") -> dict:
+    """A dict saved by torch_save, loaded with weights_only=True and checked for `keys`.
+
+    Raises CheckpointError naming the file when it is missing, corrupt or not what was expected.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} {str(path)!r} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle with disallowed globals, ...
+        raise CheckpointError(f"{what} {str(path)!r} is corrupt or not a prunelab {what}: {type(e).__name__}") from None
+    if not isinstance(obj, dict) or any(k not in obj for k in keys):
+        raise CheckpointError(f"{what} {str(path)!r} lacks keys {', '.join(keys)}")
+    return obj
 
 
 def load(path: str | Path) -> dict:
     """The checkpoint dict, validated; raises CheckpointError naming the file on any problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, pickle with disallowed globals, ...
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not a prunelab checkpoint: {type(e).__name__}") from None
-    if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
-        raise CheckpointError(f"checkpoint {str(path)!r} lacks keys {', '.join(REQUIRED)}")
-    return ckpt
+    return torch_load(path, REQUIRED, "checkpoint")
 
 
 def build(ckpt: dict) -> nn.Module:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from prunelab import config, counting, models, report
 from prunelab.errors import PrunelabError
@@ -46,7 +47,7 @@ def write_table(params: dict, from_mlflow: bool = False) -> dict:
         names = [config.item_name(c, s) for c, s in items]
         records = report.records_from_mlflow(params["tracking"]["uri"], params["tracking"]["experiment"], names)
     else:
-        metrics_dir = config.Path(params["paths"]["metrics"]) / "evaluate"
+        metrics_dir = Path(params["paths"]["metrics"]) / "evaluate"
         records = report.records_from_files([config.item_file(metrics_dir, c, s, ".json") for c, s in items])
     return report.write_tables(records, params["paths"]["results"], TITLE)
 

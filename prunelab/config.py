@@ -91,7 +91,7 @@ SCHEMA: dict[str, Any] = {
              "download": _bool, "eval_batch_size": _int(1)},
     "model": {"arch": _choice(*models.ARCHS)},
     "train": _RECIPE,
-    "features": {"num_images": _int(1), "batch_size": _int(1)},
+    "features": {"num_images": _int(1), "batch_size": _int(1), "save_maps": _bool},
     "prune": {"criteria": _criteria, "settings": _settings},
     "finetune": _RECIPE,
 }

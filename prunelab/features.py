@@ -32,17 +32,24 @@ def forward_hooks(model: nn.Module, names: Iterable[str], fn: Callable[[str, tor
 @torch.no_grad()
 def channel_statistics(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                        layers: list[str], statistics: dict[str, Statistic], num_images: int,
-                       device: torch.device, progress: bool = True) -> dict[str, dict[str, torch.Tensor]]:
+                       device: torch.device, progress: bool = True,
+                       maps: dict[str, torch.Tensor] | None = None) -> dict[str, dict[str, torch.Tensor]]:
     """Mean over the first `num_images` images of each statistic at each hooked layer.
 
     One forward pass per batch feeds every layer; each map is reduced inside its hook, so memory
     holds one batch of one layer's map at a time, whatever num_images is. The model runs in eval
     mode. Returns {layer: {statistic: (C,) float64 tensor on the CPU}}.
+    If a `maps` dict is given, it also receives every raw map, {layer: (num_images, C, H, W)}
+    on the CPU (memory then grows with num_images: only when asked for).
     """
     model.eval().to(device)
     sums: dict[str, dict[str, torch.Tensor]] = {layer: {} for layer in layers}
 
+    batches_of_maps: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+
     def reduce(name: str, out: torch.Tensor) -> None:
+        if maps is not None:
+            batches_of_maps[name].append(out.detach().cpu())
         for stat, fn in statistics.items():
             s = fn(out).double().sum(0)  # (C,)
             sums[name][stat] = sums[name][stat] + s if stat in sums[name] else s
@@ -60,4 +67,6 @@ def channel_statistics(model: nn.Module, batches: Iterable[tuple[torch.Tensor, t
     bar.close()
     if seen < num_images:
         raise PrunelabError(f"features.num_images: asked for {num_images} images, the training split has {seen}")
+    if maps is not None:
+        maps.update({layer: torch.cat(chunks) for layer, chunks in batches_of_maps.items()})
     return {layer: {k: (v / seen).cpu() for k, v in stats.items()} for layer, stats in sums.items()}

@@ -7,6 +7,7 @@ gives both sources identical Python values, so the tables do not depend on where
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -120,8 +121,6 @@ def write_tables(records: list[dict], out_dir: str | Path, title: str = "Results
 
 def records_from_files(files: list[Path]) -> list[dict]:
     """Evaluate records from the DVC-tracked metric files, in the given order."""
-    import json
-
     records = []
     for f in files:
         if not Path(f).is_file():

@@ -1,9 +1,8 @@
 """extract_features: one streamed pass of training images through the baseline, every channel
-group's ReLU hooked at once; stores per-layer, per-channel statistics (not raw maps)."""
+group's ReLU hooked at once; stores per-layer, per-channel statistics (raw maps only when
+features.save_maps asks for them)."""
 
 import time
-
-import torch
 
 from prunelab import checkpoint, config, criteria, models, pipeline
 from prunelab.engine import seed_everything
@@ -24,11 +23,12 @@ def main() -> None:
     sections = {"seed": params["seed"], "device": params["device"], "data": params["data"], "features": feat}
     with pipeline.stage_run(params, "extract_features", sections) as run:
         start = time.perf_counter()
-        per_layer = channel_statistics(model, images, layers, stats, feat["num_images"], dev)
+        maps: dict | None = {} if feat["save_maps"] else None
+        per_layer = channel_statistics(model, images, layers, stats, feat["num_images"], dev, maps=maps)
         meta = {"statistics": sorted(stats), "num_images": feat["num_images"], "seed": params["seed"],
                 "baseline": paths["baseline"], "baseline_md5": checkpoint.file_hash(paths["baseline"])}
         run.log_metrics({"seconds": time.perf_counter() - start, "layers": len(layers)})
-    checkpoint.atomic_write(paths["features"], lambda tmp: torch.save({"layers": per_layer, "meta": meta}, tmp))
+    checkpoint.torch_save(paths["features"], {"layers": per_layer, "meta": meta, **({"maps": maps} if maps else {})})
 
 
 if __name__ == "__main__":

@@ -3,8 +3,6 @@ the rest (weights, BN statistics and consumers' inputs transferred); evaluate be
 
 from pathlib import Path
 
-import torch
-
 from prunelab import checkpoint, config, counting, pipeline, surgery
 from prunelab.engine import evaluate
 from prunelab.sparsity import parse_sparsity
@@ -16,7 +14,7 @@ def main() -> None:
     item, paths, spec = config.item_name(criterion, setting), params["paths"], params["prune"]["settings"][setting]
     dev = pipeline.device(params)
     base = checkpoint.load(paths["baseline"])
-    scores = torch.load(Path(paths["scores"]) / f"{criterion}.pt", map_location="cpu", weights_only=True)["scores"]
+    scores = checkpoint.torch_load(Path(paths["scores"]) / f"{criterion}.pt", ("scores", "meta"), "scores file")["scores"]
     keep = surgery.keep_indices(base["arch"], base["widths"], scores, parse_sparsity(spec))
     model, widths = surgery.prune(checkpoint.build(base), base["arch"], base["widths"], keep,
                                   base["in_channels"], base["num_classes"])

@@ -1,8 +1,8 @@
 """score: one score per channel of every channel group, for one criterion (higher = keep)."""
 
 import argparse
+from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from prunelab import checkpoint, config, criteria, pipeline
@@ -14,7 +14,7 @@ def main() -> None:
     parser.add_argument("--criterion", required=True, choices=params["prune"]["criteria"])
     criterion = parser.parse_args().criterion
     paths = params["paths"]
-    stats = torch.load(paths["features"], map_location="cpu", weights_only=True)
+    stats = checkpoint.torch_load(paths["features"], ("layers", "meta"), "features file")
     scores = {}
     with pipeline.stage_run(params, "score", {"criterion": criterion}, item=criterion, tags={"criterion": criterion}) as run:
         for layer, per_stat in tqdm(stats["layers"].items(), desc=f"score {criterion}", unit="layer"):
@@ -23,8 +23,8 @@ def main() -> None:
         meta = {"criterion": criterion, **stats["meta"]}
         run.set_tags({"baseline_md5": meta["baseline_md5"], "num_images": meta["num_images"]})
         run.log_metrics({"layers": len(scores)})
-    out = config.Path(paths["scores"]) / f"{criterion}.pt"
-    checkpoint.atomic_write(out, lambda tmp: torch.save({"scores": scores, "meta": meta}, tmp))
+    out = Path(paths["scores"]) / f"{criterion}.pt"
+    checkpoint.torch_save(out, {"scores": scores, "meta": meta})
 
 
 if __name__ == "__main__":

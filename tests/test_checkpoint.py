@@ -16,6 +16,14 @@ def test_round_trip_rebuilds_the_module_from_arch_and_widths(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["m.pt"]  # no temp file left behind
 
 
+def test_equal_models_give_equal_bytes(tmp_path):
+    torch.manual_seed(0)
+    m = models.build_model("resnet20")
+    for name in ("a.pt", "b.pt"):
+        checkpoint.save(tmp_path / name, m, "resnet20", models.default_widths("resnet20"), 3, 10)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
 def test_corrupt_missing_and_pickled_module_checkpoints_are_refused(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

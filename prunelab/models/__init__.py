@@ -55,7 +55,7 @@ def kept_width(channels: int, rate: float) -> int:
 def pruned_widths(arch: str, rates: list[float], widths: dict | None = None) -> dict:
     """Widths after pruning each group of `widths` (default: the unpruned arch) at its rate."""
     widths = copy.deepcopy(widths or default_widths(arch))
+    per_group = group_rates(arch, rates)
     for group in channel_groups(arch):
-        rate = group_rates(arch, rates)[group.name]
-        set_width(widths, group.width_key, kept_width(get_width(widths, group.width_key), rate))
+        set_width(widths, group.width_key, kept_width(get_width(widths, group.width_key), per_group[group.name]))
     return widths
