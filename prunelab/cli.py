@@ -31,13 +31,21 @@ def count_command(args: argparse.Namespace) -> None:
             widths = models.pruned_widths(args.model, parse_sparsity(args.sparsity, "--sparsity"))
         except ValueError as e:
             raise PrunelabError(str(e) if str(e).startswith("--sparsity") else f"--sparsity: {e}") from None
-    model = models.build_model(args.model, widths, args.input[0], args.classes)
-    counts = counting.count(model, args.input)
+    paper_shape, paper_classes = models.paper_input(args.model)
+    shape, classes = args.input or paper_shape, args.classes or paper_classes
+    model = models.build_model(args.model, widths, shape[0], classes)
+    counts = counting.count(model, shape)
     if args.json:
         print(json.dumps(counts))
     else:
-        print(f"{args.model} {'x'.join(map(str, args.input))}: params {counts['params']:,}  "
+        print(f"{args.model} {'x'.join(map(str, shape))}, {classes} classes: params {counts['params']:,}  "
               f"macs {counts['macs']:,}  flops_paper {counts['flops_paper']:,}")
+
+
+def paper_table_command(args: argparse.Namespace) -> None:
+    from prunelab.paper import counts_table
+
+    print(counts_table(), end="")
 
 
 def write_table(params: dict, from_mlflow: bool = False) -> dict:
@@ -64,10 +72,12 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("count", help="params, MACs and paper-convention FLOPs of a (pruned) model")
     p.add_argument("--model", required=True, help=f"one of {', '.join(models.ARCHS)}")
     p.add_argument("--sparsity", help="CHIP rate string such as '[0.]+[0.15]*2+[0.4]*27' (default: unpruned)")
-    p.add_argument("--input", type=_shape, default=(3, 32, 32), help="input CxHxW (default 3x32x32)")
-    p.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
+    p.add_argument("--input", type=_shape, help="input CxHxW (default: the paper's, 3x32x32 or 3x224x224)")
+    p.add_argument("--classes", type=int, help="number of classes (default: the paper's, 10 or 1000)")
     p.add_argument("--json", action="store_true", help='print {"params", "macs", "flops_paper"} as JSON')
     p.set_defaults(func=count_command)
+    pt = sub.add_parser("paper-table", help="CHIP's rows with params, MACs and FLOPs computed from the architectures")
+    pt.set_defaults(func=paper_table_command)
     t = sub.add_parser("table", help="rebuild results/table.{md,tex,csv}")
     t.add_argument("--params", default="params.yaml")
     t.add_argument("--from-mlflow", action="store_true", help="from the MLflow runs instead of the metric files")

@@ -115,6 +115,9 @@ def _validate(node: Any, schema: Any, key: str) -> None:
 def validate(params: dict) -> dict:
     _validate(params, SCHEMA, "")
     arch = params["model"]["arch"]
+    size = 32 if params["data"]["name"] == "cifar10" else params["data"]["image_size"]
+    if size < models.min_input_size(arch):
+        raise ConfigError(f"data.image_size: {arch} needs inputs of at least {models.min_input_size(arch)} pixels, got {size}")
     for name, spec in params["prune"]["settings"].items():
         try:
             models.group_rates(arch, parse_sparsity(spec))

@@ -23,18 +23,33 @@ def test_chip_rows_match_the_paper(spec, params, flops):
     assert (c["params"], c["flops_paper"]) == (params, flops)
 
 
+def example_rates(arch: str) -> list[float]:
+    """Some valid rates for any arch: the first list length its group_rates accepts."""
+    for length in range(1, 64):
+        try:
+            models.group_rates(arch, [0.3] * length)
+            return [0.1, 0.3, 0.2] + [0.5] * (length - 3)
+        except ValueError:
+            continue
+    raise AssertionError(arch)
+
+
 @pytest.mark.parametrize("arch", models.ARCHS)
 @pytest.mark.parametrize("pruned", [False, True])
 def test_macs_are_half_of_torch_flop_counter(arch, pruned):
-    widths = None
-    if pruned:
-        n3 = 3 * ((int(arch[6:]) - 2) // 6)
-        widths = models.pruned_widths(arch, [0.1, 0.3, 0.2] + [0.5] * n3)
-    for shape in [(3, 32, 32), (1, 8, 8)]:
+    widths = models.pruned_widths(arch, example_rates(arch)) if pruned else None
+    shapes = {"vgg16": [(3, 32, 32)], "resnet50": [(3, 224, 224), (1, 64, 64)]}.get(arch, [(3, 32, 32), (1, 8, 8)])
+    for shape in shapes:
         m = models.build_model(arch, widths, in_channels=shape[0]).eval()
         with FlopCounterMode(display=False) as fc:
             m(torch.zeros(1, *shape))
         assert 2 * counting.count_ops(m, shape)["macs"] == fc.get_total_flops()
+
+
+def test_resnet50_matches_torchvisions_published_size():
+    # torchvision's ResNet-50 documentation: 25,557,032 params, 4.09 GFLOPS (= GMACs)
+    c = counting.count(models.build_model("resnet50", num_classes=1000), (3, 224, 224))
+    assert c["params"] == 25_557_032 and round(c["macs"] / 1e9, 2) == 4.09
 
 
 def test_params_count_every_parameter_including_bn():
@@ -49,6 +64,15 @@ def test_cli_count_json(capsys):
     assert json.loads(capsys.readouterr().out) == {"params": 240_793, "macs": 34_197_184, "flops_paper": 34_785_856}
     cli.main(["count", "--model", "resnet56", "--json"])
     assert json.loads(capsys.readouterr().out)["macs"] == 125_485_696
+
+
+def test_cli_count_uses_each_arch_s_paper_input(capsys):
+    cli.main(["count", "--model", "resnet50", "--json"])
+    assert json.loads(capsys.readouterr().out)["params"] == 25_557_032  # 3x224x224, 1000 classes
+    cli.main(["count", "--model", "vgg16", "--sparsity", "[0.21]*7+[0.75]*5", "--json"])
+    vgg = json.loads(capsys.readouterr().out)
+    m = models.build_model("vgg16", models.pruned_widths("vgg16", parse_sparsity("[0.21]*7+[0.75]*5")))
+    assert vgg == counting.count(m, (3, 32, 32))
 
 
 @pytest.mark.parametrize("argv,culprit", [

@@ -19,6 +19,15 @@ def test_readme_table_is_the_pipelines_table():
         assert row in readme, f"README lacks the pipeline's row {row!r}"
 
 
+def test_readme_paper_table_is_computed_by_the_code():
+    from prunelab.paper import counts_table
+
+    table = counts_table()
+    assert table in (ROOT / "README.md").read_text()
+    assert "| ResNet-56 | `[0.]+[0.15]*2+[0.4]*27` | 0.49M (43.1%) |" in table
+    assert "65.94M" in table and "34.79M" in table  # CHIP's published flops of its ResNet-56 rows
+
+
 def test_readme_count_examples_print_what_the_readme_says(capsys):
     readme = (ROOT / "README.md").read_text()
     examples = re.findall(r"^\$ (prunelab count .+)\n(\{.+\})$", readme, flags=re.M)

@@ -21,6 +21,7 @@ CASES = [
     ({"finetune.epochs": -3}, "finetune.epochs", "integer >= 1"),
     ({"train.epoch": 3}, "train.epoch", "unknown key; allowed: epochs"),
     ({"device": "tpu"}, "device", "allowed: auto, cpu, cuda"),
+    ({"model.arch": "vgg16", "prune.settings": {"r1": "[0.3]*12"}}, "data.image_size", "at least 32 pixels"),
     ({"data.name": "cifar10", "data.image_size": 32, "paths.data": "no/such/dir"}, "paths.data", "data.download: true"),
 ]
 

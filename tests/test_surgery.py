@@ -5,18 +5,18 @@ from prunelab import counting, models, surgery
 from prunelab.features import forward_hooks
 
 
-def trained_like(arch: str, in_channels: int = 3) -> torch.nn.Module:
+def trained_like(arch: str, in_channels: int = 3, size: int = 16) -> torch.nn.Module:
     """A model with non-trivial BN statistics and affine parameters, in eval mode."""
     torch.manual_seed(0)
     m = models.build_model(arch, in_channels=in_channels)
     for mod in m.modules():
-        if isinstance(mod, torch.nn.BatchNorm2d):
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
             torch.nn.init.uniform_(mod.weight, 0.5, 1.5)
             torch.nn.init.uniform_(mod.bias, -0.2, 0.2)
     m.train()
     with torch.no_grad():
         for _ in range(3):
-            m(torch.randn(16, in_channels, 16, 16))
+            m(torch.randn(16, in_channels, size, size))
     return m.eval()
 
 
@@ -27,26 +27,40 @@ def test_select_channels_keeps_highest_ascending_ties_to_lower_index():
     assert surgery.select_channels(s, 4).tolist() == [0, 1, 2, 3]
 
 
-def test_pruning_inner_channels_equals_zeroing_them():
-    arch = "resnet20"
-    model = trained_like(arch)
+# (arch, rates, input size, groups whose pruning equals zeroing them). CIFAR ResNets' option-A
+# shortcuts add block outputs by position, so only their inner channels are tested that way.
+EQUIVALENCE = [
+    ("resnet20", [0.0, 0.0, 0.0] + [0.5, 0.25, 0.75] * 3, 32, lambda g: g.name.endswith("relu1")),
+    ("resnet56", [0.0, 0.0, 0.0] + [0.4] * 27, 16, lambda g: g.name.endswith("relu1")),
+    ("vgg16", [0.3] * 6 + [0.6] * 6, 32, lambda g: True),
+    ("resnet50", [0.25] + [0.3, 0.5, 0.4] + [0.5, 0.6] * 8, 64, lambda g: True),
+]
+
+
+@pytest.mark.parametrize("arch,rates,size,zeroable", EQUIVALENCE, ids=[e[0] for e in EQUIVALENCE])
+def test_pruning_equals_zeroing_the_same_channels(arch, rates, size, zeroable):
+    model = trained_like(arch, size=size)
     widths = models.default_widths(arch)
-    rates = [0.0, 0.0, 0.0] + [0.5, 0.25, 0.75] * 3  # only inner (conv1) channels
+    groups = models.channel_groups(arch)
     torch.manual_seed(1)
-    scores = {g.name: torch.rand(models.get_width(widths, g.width_key)) for g in models.channel_groups(arch)}
+    scores = {g.name: torch.rand(models.get_width(widths, g.width_key)) for g in groups}
     keep = surgery.keep_indices(arch, widths, scores, rates)
     pruned, new_widths = surgery.prune(model, arch, widths, keep, 3, 10)
     assert new_widths == models.pruned_widths(arch, rates)
 
-    def zero_dropped(name, out):
-        if name.endswith("relu1"):
-            mask = torch.zeros(out.shape[1], dtype=torch.bool)
-            mask[keep[name]] = True
-            out[:, ~mask] = 0
+    dropped = {}  # carrier module -> bool mask of the channels to zero
+    for g in groups:
+        if zeroable(g) and len(keep[g.name]) < models.get_width(widths, g.width_key):
+            mask = torch.ones(models.get_width(widths, g.width_key), dtype=torch.bool)
+            mask[keep[g.name]] = False
+            dropped.update({name: mask for name in g.carriers})
+    assert dropped, "nothing pruned"
 
-    x = torch.randn(8, 3, 32, 32)
-    inner = [g.name for g in models.channel_groups(arch) if g.name.endswith("relu1")]
-    with torch.no_grad(), forward_hooks(model, inner, zero_dropped):
+    def zero_dropped(name, out):
+        out[:, dropped[name]] = 0
+
+    x = torch.randn(4, 3, size, size)
+    with torch.no_grad(), forward_hooks(model, list(dropped), zero_dropped):
         expected = model(x)
     got = pruned.eval()(x)
     assert torch.allclose(got, expected, atol=1e-5), f"{(got - expected).abs().max()}"

@@ -13,9 +13,16 @@ class ChannelGroup:
     width_key: where the group's width sits in the widths dict: ("stem",) or ("inner", 3).
     producers: modules whose output-channel dim (dim 0 of every parameter/buffer) is this set.
     consumers: modules whose input-channel dim (dim 1 of the weight) is this set.
+    maps: every module whose output carries this channel set (default: just `name`); zeroing the
+        dropped channels at all of them is what pruning them does, where shortcuts allow it.
     """
 
     name: str
     width_key: tuple
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
+    maps: tuple[str, ...] = ()
+
+    @property
+    def carriers(self) -> tuple[str, ...]:
+        return self.maps or (self.name,)
