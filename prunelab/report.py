@@ -19,7 +19,7 @@ STR_FIELDS = ("model", "criterion", "setting", "sparsity", "input_shape")
 FLOAT_FIELDS = ("baseline_top1", "top1_before_finetune", "top1")
 INT_FIELDS = ("params", "macs", "flops_paper", "baseline_params", "baseline_macs", "baseline_flops_paper")
 COUNTS = (("params", "Params"), ("macs", "MACs"), ("flops_paper", "FLOPs (paper)"))
-METHOD_NAMES = {"chip": "CHIP"}
+METHOD_NAMES = {"chip": "CHIP", "hrank": "HRank", "l1": "L1", "random": "Random"}
 MODEL_NAMES = {f"resnet{d}": f"ResNet-{d}" for d in (20, 32, 44, 56, 110)}
 
 

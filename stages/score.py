@@ -1,11 +1,15 @@
-"""score: one score per channel of every channel group, for one criterion (higher = keep)."""
+"""score: one score per channel of every channel group, for one criterion (higher = keep).
+
+Feature criteria (chip, hrank) read the statistics extract_features streamed; model criteria
+(l1, random) read the baseline. The scores file records where its numbers came from.
+"""
 
 import argparse
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from prunelab import checkpoint, config, criteria, pipeline
+from prunelab import checkpoint, config, criteria, models, pipeline
 
 
 def main() -> None:
@@ -14,17 +18,25 @@ def main() -> None:
     parser.add_argument("--criterion", required=True, choices=params["prune"]["criteria"])
     criterion = parser.parse_args().criterion
     paths = params["paths"]
-    stats = checkpoint.torch_load(paths["features"], ("layers", "meta"), "features file")
     scores = {}
-    with pipeline.stage_run(params, "score", {"criterion": criterion}, item=criterion, tags={"criterion": criterion}) as run:
-        for layer, per_stat in tqdm(stats["layers"].items(), desc=f"score {criterion}", unit="layer"):
-            if criterion in criteria.FEATURE_STATISTICS:
+    with pipeline.stage_run(params, "score", {"criterion": criterion, "seed": params["seed"]}, item=criterion,
+                            tags={"criterion": criterion}) as run:
+        if criterion in criteria.FEATURE_STATISTICS:
+            stats = checkpoint.torch_load(paths["features"], ("layers", "meta"), "features file")
+            for layer, per_stat in tqdm(stats["layers"].items(), desc=f"score {criterion}", unit="layer"):
                 scores[layer] = per_stat[criterion]  # (C,): the statistic's mean over the images
-        meta = {"criterion": criterion, **stats["meta"]}
-        run.set_tags({"baseline_md5": meta["baseline_md5"], "num_images": meta["num_images"]})
+            provenance = stats["meta"]  # images (seed, count) and baseline md5
+        else:
+            ckpt = checkpoint.load(paths["baseline"])
+            model, score_fn = checkpoint.build(ckpt), criteria.MODEL_CRITERIA[criterion]
+            for group in tqdm(models.channel_groups(ckpt["arch"]), desc=f"score {criterion}", unit="layer"):
+                scores.update(score_fn(model, [group], params["seed"]))
+            provenance = {"seed": params["seed"], "baseline": paths["baseline"],
+                          "baseline_md5": checkpoint.file_hash(paths["baseline"])}
+        meta = {"criterion": criterion, **provenance}
+        run.set_tags({k: v for k, v in meta.items() if k in ("baseline_md5", "num_images")})
         run.log_metrics({"layers": len(scores)})
-    out = Path(paths["scores"]) / f"{criterion}.pt"
-    checkpoint.torch_save(out, {"scores": scores, "meta": meta})
+    checkpoint.torch_save(Path(paths["scores"]) / f"{criterion}.pt", {"scores": scores, "meta": meta})
 
 
 if __name__ == "__main__":

@@ -87,3 +87,52 @@ def test_scores_independent_of_chunking():
     whole = channel_independence_per_image(fmaps)
     chunked = channel_independence_per_image(fmaps, max_bytes=1)  # one image per chunk
     assert torch.equal(whole, chunked)
+
+
+def test_hrank_equals_numpys_rank_of_every_map():
+    import numpy as np
+
+    from prunelab.criteria import channel_rank, channel_rank_per_image
+
+    torch.manual_seed(5)
+    n, c, h, w = 3, 6, 7, 5
+    ranks = torch.randint(0, 6, (n, c))  # exact rank of each map: a sum of r random outer products
+    fmaps = torch.zeros(n, c, h, w)
+    for i in range(n):
+        for ch in range(c):
+            r = int(ranks[i, ch])
+            fmaps[i, ch] = torch.randn(h, r) @ torch.randn(r, w)
+    reference = torch.tensor([[np.linalg.matrix_rank(fmaps[i, ch].numpy()) for ch in range(c)] for i in range(n)])
+    assert torch.equal(reference, ranks)
+    assert torch.equal(channel_rank_per_image(fmaps), reference.float())
+    assert torch.allclose(channel_rank(fmaps), reference.float().mean(0))
+
+
+@pytest.mark.parametrize("arch", ["resnet20", "vgg16", "resnet50"])
+def test_l1_is_the_sum_of_absolute_filter_weights(arch):
+    from prunelab.criteria import filter_l1
+
+    torch.manual_seed(0)
+    m = models.build_model(arch)
+    modules = dict(m.named_modules())
+    groups = models.channel_groups(arch)
+    scores = filter_l1(m, groups)
+    for g in groups[:4] + groups[-4:]:
+        convs = [modules[p] for p in g.producers if isinstance(modules[p], torch.nn.Conv2d)]
+        naive = [sum(float(conv.weight.detach()[ch].abs().sum()) for conv in convs) for ch in range(convs[0].out_channels)]
+        assert torch.allclose(scores[g.name], torch.tensor(naive, dtype=torch.float64), rtol=1e-6), g.name
+    stage_out = [g for g in groups if len(g.producers) > 2]
+    assert (arch == "resnet50") == bool(stage_out)  # ResNet-50's stage outputs sum several convs
+
+
+def test_random_scores_are_seeded_and_per_group():
+    from prunelab.criteria import random_scores
+
+    m = models.build_model("resnet20")
+    groups = models.channel_groups("resnet20")
+    a, b, c = random_scores(m, groups, 0), random_scores(m, groups, 0), random_scores(m, groups, 1)
+    widths = models.default_widths("resnet20")
+    for g in groups:
+        assert torch.equal(a[g.name], b[g.name]) and not torch.equal(a[g.name], c[g.name])
+        assert a[g.name].shape == (models.get_width(widths, g.width_key),)
+    assert not torch.equal(a["layer1.0.relu1"], a["layer1.1.relu1"])

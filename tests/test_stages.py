@@ -46,3 +46,32 @@ def test_corrupt_checkpoint_is_named_and_nothing_is_written(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "models/baseline.pt" in r.stderr and "corrupt" in r.stderr
     assert files_under(project) == before
+
+
+def test_score_stage_for_every_criterion_records_its_provenance(tmp_path):
+    """extract_features + score for hrank, l1 and random on a saved baseline: right scores, provenance."""
+    import torch
+
+    from prunelab import checkpoint, criteria, models
+
+    project = copy_project(tmp_path / "p", **{"model.arch": "resnet20", "features.num_images": 16,
+                                              "features.batch_size": 8, "prune.criteria": ["hrank", "l1", "random"],
+                                              "prune.settings": {"r1": ROW1_R20}})
+    torch.manual_seed(0)
+    model = models.build_model("resnet20", in_channels=1)
+    checkpoint.save(project / "models" / "baseline.pt", model, "resnet20", models.default_widths("resnet20"), 1, 10)
+    assert stage(project, "extract_features").returncode == 0
+    groups = models.channel_groups("resnet20")
+    for criterion in ("hrank", "l1", "random"):
+        r = stage(project, "score", "--criterion", criterion)
+        assert r.returncode == 0, r.stderr
+        saved = checkpoint.torch_load(project / "scores" / f"{criterion}.pt", ("scores", "meta"))
+        assert saved["meta"]["criterion"] == criterion
+        assert saved["meta"]["baseline_md5"] == checkpoint.file_hash(project / "models" / "baseline.pt")
+        assert set(saved["scores"]) == {g.name for g in groups}
+        if criterion in criteria.MODEL_CRITERIA:
+            expected = criteria.MODEL_CRITERIA[criterion](model, groups, 0)
+            assert all(torch.equal(saved["scores"][k], expected[k]) for k in expected)
+        else:
+            assert saved["meta"]["num_images"] == 16 and saved["meta"]["seed"] == 0
+            assert 1 <= float(saved["scores"]["relu"].max()) <= 8  # ranks of 8x8 maps

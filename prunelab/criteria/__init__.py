@@ -1,12 +1,18 @@
 """Channel-scoring criteria. Each gives one score per channel; higher = keep.
 
-Feature-map criteria are computed while streaming images: FEATURE_STATISTICS maps a criterion to
-its per-image statistic, (N, C, H, W) -> (N, C), whose mean over images is the score.
+- Feature-map criteria are computed while streaming images: FEATURE_STATISTICS maps each to its
+  per-image statistic, (N, C, H, W) -> (N, C), whose mean over images is the score.
+- Model criteria read the network itself: MODEL_CRITERIA maps each to
+  (model, channel groups, seed) -> {group name: (C,) scores}.
 """
 
 from prunelab.criteria.chip import channel_independence, channel_independence_per_image
+from prunelab.criteria.hrank import channel_rank, channel_rank_per_image
+from prunelab.criteria.weights import filter_l1, random_scores
 
-CRITERIA = ("chip",)
-FEATURE_STATISTICS = {"chip": channel_independence_per_image}
+FEATURE_STATISTICS = {"chip": channel_independence_per_image, "hrank": channel_rank_per_image}
+MODEL_CRITERIA = {"l1": filter_l1, "random": random_scores}
+CRITERIA = (*FEATURE_STATISTICS, *MODEL_CRITERIA)
 
-__all__ = ["CRITERIA", "FEATURE_STATISTICS", "channel_independence", "channel_independence_per_image"]
+__all__ = ["CRITERIA", "FEATURE_STATISTICS", "MODEL_CRITERIA", "channel_independence", "channel_independence_per_image",
+           "channel_rank", "channel_rank_per_image", "filter_l1", "random_scores"]
