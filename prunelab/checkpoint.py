@@ -80,6 +80,27 @@ def load(path: str | Path) -> dict:
     return torch_load(path, REQUIRED, "checkpoint")
 
 
+def load_weights(model: nn.Module, path: str | Path, key: str = "model.pretrained") -> nn.Module:
+    """Load a plain state_dict file (torchvision's .pth; also {'state_dict': ...} or {'model': ...})
+    into `model`, strictly, with weights_only=True. Errors name `key` and the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{key}: weights file {str(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{key}: weights file {str(path)!r} is corrupt or not a state_dict: {type(e).__name__}") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = str(e).strip().splitlines()
+        raise CheckpointError(f"{key}: {str(path)!r} does not fit the model: {' '.join(first[:2])[:300]}") from None
+    return model
+
+
 def build(ckpt: dict) -> nn.Module:
     """The module a checkpoint describes, with its weights loaded."""
     try:

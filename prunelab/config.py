@@ -54,6 +54,11 @@ def _str(key, v):
         raise ConfigError(f"{key}: must be a non-empty string, got {v!r}")
 
 
+def _optional_str(key, v):
+    if v is not None:
+        _str(key, v)
+
+
 def _bool(key, v):
     if not isinstance(v, bool):
         raise ConfigError(f"{key}: must be true or false, got {v!r}")
@@ -89,7 +94,7 @@ SCHEMA: dict[str, Any] = {
     "tracking": {"uri": _str, "experiment": _str},
     "data": {"name": _choice(*DATASETS), "image_size": _int(4), "test_fraction": _float(0, 1, lo_open=True),
              "download": _bool, "eval_batch_size": _int(1)},
-    "model": {"arch": _choice(*models.ARCHS)},
+    "model": {"arch": _choice(*models.ARCHS), "pretrained": _optional_str},
     "train": _RECIPE,
     "features": {"num_images": _int(1), "batch_size": _int(1), "save_maps": _bool},
     "prune": {"criteria": _criteria, "settings": _settings},

@@ -8,6 +8,7 @@ augmented and normalised on the training device: no worker processes, no per-ima
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 
 from prunelab.errors import PrunelabError
 
-DATASETS = ("digits", "cifar10")
+DATASETS = ("digits", "cifar10", "mnist", "imagenet")
 
 
 class DatasetError(PrunelabError):
@@ -48,6 +49,81 @@ class Splits:
     @property
     def image_size(self) -> int:
         return self.x_train.shape[-1]
+
+    def train_loader(self, batch_size: int, seed: int, device: torch.device | str = "cpu") -> Loader:
+        """Shuffled, augmented batches, reproducible from `seed` (and the epoch)."""
+        return Loader(self.x_train, self.y_train, self.mean, self.std, batch_size, device, shuffle=True,
+                      augment=self.augment, seed=seed)
+
+    def test_loader(self, batch_size: int, device: torch.device | str = "cpu") -> Loader:
+        return Loader(self.x_test, self.y_test, self.mean, self.std, batch_size, device)
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class FolderSplits:
+    """An ImageFolder tree, root/train/<class>/* and root/val/<class>/*, too large for memory.
+
+    Train: RandomResizedCrop(image_size) + horizontal flip; eval: Resize(resize) +
+    CenterCrop(image_size); both normalised with ImageNet's mean and std. Batches come from a
+    torch DataLoader with worker processes, shuffled by a generator seeded with seed + epoch.
+    """
+
+    def __init__(self, root: str | Path, image_size: int = 224, resize: int = 256, num_workers: int | None = None):
+        from torchvision import datasets, transforms as T
+
+        root = Path(root)
+        for split in ("train", "val"):
+            if not (root / split).is_dir():
+                raise DatasetNotFound(f"no ImageNet folder tree in {str(root)!r}: {split}/ is missing "
+                                      f"(expected {split}/<class>/<image> files)")
+        norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+        try:
+            self.train = datasets.ImageFolder(str(root / "train"), T.Compose(
+                [T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), T.ToTensor(), norm]))
+            self.val = datasets.ImageFolder(str(root / "val"), T.Compose(
+                [T.Resize(resize), T.CenterCrop(image_size), T.ToTensor(), norm]))
+        except FileNotFoundError as e:  # a split without any image
+            raise DatasetNotFound(f"ImageNet folder tree in {str(root)!r}: {e}") from None
+        if self.train.classes != self.val.classes:
+            raise DatasetError(f"{str(root)!r}: train/ and val/ have different class folders")
+        self.in_channels, self.image_size, self.num_classes = 3, image_size, len(self.train.classes)
+        self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
+
+    def _loader(self, dataset, batch_size: int, device, generator=None) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(dataset, batch_size, shuffle=generator is not None, generator=generator,
+                                           num_workers=self.num_workers, pin_memory=torch.device(device).type == "cuda",
+                                           persistent_workers=False)
+
+    def train_loader(self, batch_size: int, seed: int, device: torch.device | str = "cpu") -> EpochSeeded:
+        return EpochSeeded(lambda gen: self._loader(self.train, batch_size, device, gen), seed)
+
+    def test_loader(self, batch_size: int, device: torch.device | str = "cpu") -> torch.utils.data.DataLoader:
+        return self._loader(self.val, batch_size, device)
+
+
+class EpochSeeded:
+    """A DataLoader rebuilt per epoch with a generator seeded from (seed, epoch): reproducible
+    shuffles and augmentations (workers derive their seeds from it), resumable at any epoch."""
+
+    def __init__(self, make, seed: int):
+        self.make, self.seed, self.epoch = make, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _current(self) -> torch.utils.data.DataLoader:
+        return self.make(torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def __iter__(self):
+        loader = self._current()
+        if loader.num_workers == 0:  # transforms then draw from the global RNG, not from worker seeds
+            torch.manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(loader)
 
 
 def _stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,14 +181,38 @@ def load_cifar10(root: str | Path, download: bool = False) -> Splits:
     return Splits(xtr, ytr, xte, yte, mean, std, 10, {"shift": 4, "flip": True})
 
 
+def load_mnist(root: str | Path, download: bool = False) -> Splits:
+    """MNIST through torchvision, from `root` (the folder holding MNIST/raw/); 28x28, shifts of 2 px."""
+    from torchvision.datasets import MNIST
+
+    try:
+        train = MNIST(str(root), train=True, download=download)
+        test = MNIST(str(root), train=False, download=download)
+    except RuntimeError as e:  # torchvision: "Dataset not found. You can use download=True to download it"
+        raise DatasetNotFound(f"no MNIST found in {str(root)!r} ({e}); put MNIST/raw/ there or set data.download: true"
+                              ) from None
+    xtr, xte = train.data[:, None].contiguous(), test.data[:, None].contiguous()  # (N, 1, 28, 28) uint8
+    mean, std = _stats(xtr)
+    return Splits(xtr, train.targets.long(), xte, test.targets.long(), mean, std, 10, {"shift": 2, "flip": False})
+
+
+FIXED_SIZES = {"cifar10": 32, "mnist": 28}
+
+
 def load_dataset(name: str, root: str | Path = "data", download: bool = False, seed: int = 0,
-                 image_size: int | None = None, test_fraction: float = 0.2) -> Splits:
+                 image_size: int | None = None, test_fraction: float = 0.2) -> Splits | FolderSplits:
+    if name in FIXED_SIZES and image_size not in (None, FIXED_SIZES[name]):
+        raise DatasetError(f"data.image_size: {name} images are {FIXED_SIZES[name]}x{FIXED_SIZES[name]}, got {image_size}")
     if name == "digits":
         return load_digits(test_fraction, seed, image_size or 8)
     if name == "cifar10":
-        if image_size not in (None, 32):
-            raise DatasetError(f"data.image_size: CIFAR-10 images are 32x32, got {image_size}")
         return load_cifar10(root, download)
+    if name == "mnist":
+        return load_mnist(root, download)
+    if name == "imagenet":
+        if download:
+            raise DatasetError("data.download: ImageNet cannot be downloaded; put its train/ and val/ folders in paths.data")
+        return FolderSplits(root, image_size or 224)
     raise DatasetError(f"data.name: unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
 
 

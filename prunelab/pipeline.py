@@ -9,7 +9,7 @@ import torch
 
 from prunelab import config, tracking
 from prunelab.checkpoint import atomic_write
-from prunelab.data import DatasetNotFound, Loader, Splits, load_dataset
+from prunelab.data import DatasetNotFound, FolderSplits, Splits, load_dataset
 from prunelab.engine import Recipe, resolve_device
 
 
@@ -20,7 +20,7 @@ def device(params: dict) -> torch.device:
         raise config.ConfigError(str(e)) from None
 
 
-def load_data(params: dict) -> Splits:
+def load_data(params: dict) -> Splits | FolderSplits:
     d = params["data"]
     try:
         return load_dataset(d["name"], params["paths"]["data"], d["download"], params["seed"], d["image_size"],
@@ -29,20 +29,19 @@ def load_data(params: dict) -> Splits:
         raise config.ConfigError(f"paths.data: {e}") from None
 
 
-def train_loader(splits: Splits, batch_size: int, seed: int, dev: torch.device) -> Loader:
-    return Loader(splits.x_train, splits.y_train, splits.mean, splits.std, batch_size, dev, shuffle=True,
-                  augment=splits.augment, seed=seed)
+def train_loader(splits: Splits | FolderSplits, batch_size: int, seed: int, dev: torch.device):
+    return splits.train_loader(batch_size, seed, dev)
 
 
-def test_loader(splits: Splits, params: dict, dev: torch.device) -> Loader:
-    return Loader(splits.x_test, splits.y_test, splits.mean, splits.std, params["data"]["eval_batch_size"], dev)
+def test_loader(splits: Splits | FolderSplits, params: dict, dev: torch.device):
+    return splits.test_loader(params["data"]["eval_batch_size"], dev)
 
 
 def recipe(section: dict) -> Recipe:
     return Recipe(**{k: v for k, v in section.items() if k != "batch_size"})
 
 
-def input_shape(splits: Splits) -> tuple[int, int, int]:
+def input_shape(splits: Splits | FolderSplits) -> tuple[int, int, int]:
     return (splits.in_channels, splits.image_size, splits.image_size)
 
 

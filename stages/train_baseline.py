@@ -1,9 +1,10 @@
-"""train_baseline: train the unpruned network; write its checkpoint, metrics and learning curve."""
+"""train_baseline: train the unpruned network (or take model.pretrained's weights); write its
+checkpoint, metrics and learning curve."""
 
 from pathlib import Path
 
 from prunelab import checkpoint, config, counting, models, pipeline
-from prunelab.engine import fit, seed_everything
+from prunelab.engine import evaluate, fit, seed_everything
 
 
 def main() -> None:
@@ -19,9 +20,14 @@ def main() -> None:
             curve.append(m)
             run.log_metrics(m, step=epoch)
 
-        final = fit(model, pipeline.train_loader(splits, params["train"]["batch_size"], params["seed"], dev),
-                    pipeline.test_loader(splits, params, dev), pipeline.recipe(params["train"]), dev, on_epoch,
-                    desc="train_baseline")
+        if params["model"]["pretrained"]:  # given weights are the baseline: evaluate them, train nothing
+            checkpoint.load_weights(model, params["model"]["pretrained"])
+            final = evaluate(model.to(dev), pipeline.test_loader(splits, params, dev), dev)
+            on_epoch(0, final)
+        else:
+            final = fit(model, pipeline.train_loader(splits, params["train"]["batch_size"], params["seed"], dev),
+                        pipeline.test_loader(splits, params, dev), pipeline.recipe(params["train"]), dev, on_epoch,
+                        desc="train_baseline")
         counts = counting.count(model, pipeline.input_shape(splits))
         run.log_metrics(counts)  # top-1 and loss are already in the per-epoch history
         metrics = {"top1": final["top1"], "loss": final["loss"], **counts}

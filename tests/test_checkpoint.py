@@ -49,3 +49,21 @@ def test_interrupted_save_keeps_the_previous_file(tmp_path):
         checkpoint.atomic_write(path, boom)
     assert path.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_torchvision_weights_file_loads_into_our_resnet50(tmp_path, monkeypatch):
+    import torchvision
+
+    torch.manual_seed(0)
+    theirs = torchvision.models.resnet50()
+    torch.save(theirs.state_dict(), tmp_path / "resnet50.pth")
+    torch.save({"state_dict": theirs.state_dict()}, tmp_path / "wrapped.pth")
+    x = torch.randn(1, 3, 64, 64)
+    for name in ("resnet50.pth", "wrapped.pth"):
+        ours = checkpoint.load_weights(models.build_model("resnet50", num_classes=1000), tmp_path / name)
+        assert torch.equal(ours.eval()(x), theirs.eval()(x))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(checkpoint.CheckpointError, match="model.pretrained: 'resnet50.pth' does not fit"):
+        checkpoint.load_weights(models.build_model("resnet50", num_classes=10), "resnet50.pth")
+    with pytest.raises(checkpoint.CheckpointError, match="model.pretrained: weights file .* does not exist"):
+        checkpoint.load_weights(models.build_model("resnet50"), tmp_path / "none.pth")

@@ -85,5 +85,75 @@ def test_missing_cifar10_names_the_root_and_the_fix(tmp_path):
 
 
 def test_unknown_dataset_lists_the_allowed():
-    with pytest.raises(DatasetError, match="allowed: digits, cifar10"):
+    with pytest.raises(DatasetError, match="allowed: digits, cifar10, mnist, imagenet"):
         load_dataset("imagenet42")
+
+
+def write_fake_mnist(root, n_train=12, n_test=5):
+    """MNIST's raw on-disk format: big-endian idx files in MNIST/raw/ (as torchvision leaves them, unzipped)."""
+    import struct
+
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    out = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">iiii", 2051, n, 28, 28) + images.tobytes())
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">ii", 2049, n) + labels.tobytes())
+        out[prefix] = (images, labels)
+    return out
+
+
+def test_mnist_loader_reads_the_idx_format(tmp_path):
+    from prunelab.data import load_mnist
+
+    written = write_fake_mnist(tmp_path)
+    s = load_mnist(tmp_path)
+    assert s.x_train.shape == (12, 1, 28, 28) and s.x_test.shape == (5, 1, 28, 28)
+    assert torch.equal(s.x_train[:, 0], torch.from_numpy(written["train"][0]))
+    assert torch.equal(s.y_test, torch.from_numpy(written["t10k"][1]).long())
+    x, y = next(iter(s.train_loader(4, seed=0)))
+    assert x.shape == (4, 1, 28, 28) and y.dtype == torch.int64
+    with pytest.raises(DatasetError, match="no MNIST found"):
+        load_mnist(tmp_path / "nowhere")
+
+
+def write_fake_image_folder(root, classes=("n01", "n02"), per_class=3):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
+
+
+def test_imagenet_folder_tree_loads_with_paper_transforms(tmp_path):
+    from prunelab.data import FolderSplits
+
+    write_fake_image_folder(tmp_path)
+    s = load_dataset("imagenet", tmp_path, image_size=16)
+    assert isinstance(s, FolderSplits) and (s.num_classes, s.in_channels, s.image_size) == (2, 3, 16)
+    s.num_workers = 0
+    train = s.train_loader(4, seed=0)
+    assert len(train) == 2
+    x1, y1 = next(iter(train))
+    x2, y2 = next(iter(s.train_loader(4, seed=0)))
+    assert x1.shape == (4, 3, 16, 16) and torch.equal(x1, x2) and torch.equal(y1, y2)  # seeded
+    train.set_epoch(1)
+    assert not torch.equal(next(iter(train))[0], x1)  # another epoch, another shuffle and crops
+    xv, yv = next(iter(s.test_loader(6)))
+    assert xv.shape == (6, 3, 16, 16) and yv.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_imagenet_errors_name_the_problem(tmp_path):
+    with pytest.raises(DatasetError, match="val/ is missing"):
+        (tmp_path / "train").mkdir()
+        load_dataset("imagenet", tmp_path)
+    with pytest.raises(DatasetError, match="cannot be downloaded"):
+        load_dataset("imagenet", tmp_path, download=True)
+    with pytest.raises(DatasetError, match="mnist images are 28x28"):
+        load_dataset("mnist", tmp_path, image_size=32)

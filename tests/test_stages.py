@@ -75,3 +75,24 @@ def test_score_stage_for_every_criterion_records_its_provenance(tmp_path):
         else:
             assert saved["meta"]["num_images"] == 16 and saved["meta"]["seed"] == 0
             assert 1 <= float(saved["scores"]["relu"].max()) <= 8  # ranks of 8x8 maps
+
+
+def test_pretrained_weights_become_the_baseline_without_training(tmp_path):
+    import json
+
+    import torch
+
+    from prunelab import checkpoint, models
+
+    torch.manual_seed(0)
+    model = models.build_model("resnet20", in_channels=1)
+    project = copy_project(tmp_path / "p", **{"model.arch": "resnet20", "model.pretrained": "given.pth",
+                                              "prune.settings": {"r1": ROW1_R20}})
+    torch.save(model.state_dict(), project / "given.pth")
+    r = stage(project, "train_baseline")
+    assert r.returncode == 0, r.stderr
+    saved = checkpoint.load(project / "models" / "baseline.pt")
+    assert all(torch.equal(saved["state_dict"][k], v) for k, v in model.state_dict().items())
+    metrics = json.loads((project / "results" / "metrics" / "train_baseline.json").read_text())
+    assert metrics["params"] == sum(p.numel() for p in model.parameters()) and 0 <= metrics["top1"] <= 100
+    assert (project / "results" / "metrics" / "train_baseline.csv").read_text().count("\n") == 2  # header + 1 row
