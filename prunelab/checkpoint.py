@@ -118,3 +118,31 @@ def file_hash(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+class ResumeFile:
+    """Per-epoch training state beside a stage's output (`models/.baseline.pt.resume`).
+
+    It carries a fingerprint of everything the run depends on (params, input hashes); a file
+    whose fingerprint differs is ignored, so a changed configuration starts over. Removed once
+    the stage's output is written.
+    """
+
+    def __init__(self, output: str | Path, fingerprint: str):
+        output = Path(output)
+        self.path, self.fingerprint = output.parent / f".{output.name}.resume", fingerprint
+
+    def load(self) -> dict | None:
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch_load(self.path, ("fingerprint", "train"), "resume file")
+        except CheckpointError:
+            return None  # a file killed mid-write cannot exist (atomic), but a foreign one might
+        return state if state["fingerprint"] == self.fingerprint else None
+
+    def save(self, train_state: dict, **extra) -> None:
+        torch_save(self.path, {"fingerprint": self.fingerprint, "train": train_state, **extra})
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -66,10 +66,14 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device) -> dict:
 
 
 def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, device: torch.device,
-        on_epoch_end: Callable[[int, dict], None] | None = None, desc: str = "train") -> dict:
+        on_epoch_end: Callable[[int, dict], None] | None = None, desc: str = "train",
+        state: dict | None = None, save_state: Callable[[dict], None] | None = None) -> dict:
     """Train for recipe.epochs; returns the final epoch's test metrics.
 
     on_epoch_end(epoch, metrics) receives {train_loss, top1, loss, lr} after every epoch.
+    save_state(state), when given, receives {epoch, step, model, optimizer, metrics} after every
+    epoch; passing such a state back in resumes after its epoch. Batches depend only on (seed,
+    epoch), so on the CPU a resumed run ends with the same weights as an uninterrupted one.
     """
     if recipe.epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {recipe.epochs}")
@@ -82,8 +86,13 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, device: tor
     )
     steps_per_epoch = len(train_loader)
     total, warmup = recipe.epochs * steps_per_epoch, int(recipe.warmup_epochs * steps_per_epoch)
-    step, metrics = 0, {}
-    bar = tqdm(range(recipe.epochs), desc=desc, unit="epoch", dynamic_ncols=True)
+    step, metrics, start = 0, {}, 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, metrics, start = state["step"], state["metrics"], state["epoch"] + 1
+    bar = tqdm(range(start, recipe.epochs), desc=desc, unit="epoch", dynamic_ncols=True,
+               initial=start, total=recipe.epochs)
     for epoch in bar:
         model.train()
         if hasattr(train_loader, "set_epoch"):
@@ -105,4 +114,7 @@ def fit(model: nn.Module, train_loader, test_loader, recipe: Recipe, device: tor
         bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", top1=f"{metrics['top1']:.2f}")
         if on_epoch_end:
             on_epoch_end(epoch, metrics)
+        if save_state:
+            save_state({"epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "metrics": metrics})
     return metrics

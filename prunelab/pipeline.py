@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from prunelab import config, tracking
+from prunelab import checkpoint, config, tracking
 from prunelab.checkpoint import atomic_write
 from prunelab.data import DatasetNotFound, FolderSplits, Splits, load_dataset
 from prunelab.engine import Recipe, resolve_device
@@ -58,13 +58,40 @@ def write_curve(path: str | Path, rows: list[dict]) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def stage_run(params: dict, stage: str, sections: dict, item: str | None = None, tags: dict | None = None):
+def stage_run(params: dict, stage: str, sections: dict, item: str | None = None, tags: dict | None = None,
+              run_id: str | None = None):
     """The MLflow run of one stage execution, named as DVC names the stage ('prune@chip-r1')."""
     run_name = f"{stage}@{item}" if item else stage
     all_tags = {"stage": stage, "model": params["model"]["arch"], "params_hash": config.params_hash(params),
                 **({"item": item} if item else {}), **(tags or {})}
     t = params["tracking"]
-    return tracking.stage_run(run_name, t["uri"], t["experiment"], sections, all_tags)
+    return tracking.stage_run(run_name, t["uri"], t["experiment"], sections, all_tags, run_id)
+
+
+def train_resumably(params: dict, stage: str, item: str | None, sections: dict, tags: dict, output: Path,
+                    inputs: list[Path], train, write_outputs) -> None:
+    """Run train(on_epoch, state, save_state) -> final metrics inside the stage's MLflow run,
+    saving the training state every epoch and resuming from it after a crash; then
+    write_outputs(final metrics, per-epoch metrics of the whole run), then drop the state.
+
+    The resume file's fingerprint covers the stage's params sections and the md5 of its input
+    files, so a changed configuration starts over.
+    """
+    fingerprint = config.params_hash({"sections": sections, "inputs": [checkpoint.file_hash(p) for p in inputs]})
+    resume = checkpoint.ResumeFile(output, fingerprint)
+    saved = resume.load()
+    curve = list(saved["curve"]) if saved else []
+    with stage_run(params, stage, sections, item, tags, run_id=saved["mlflow_run_id"] if saved else None) as run:
+        def on_epoch(epoch: int, m: dict) -> None:
+            curve.append(m)
+            run.log_metrics(m, step=epoch)
+
+        def save_state(state: dict) -> None:
+            resume.save(state, curve=curve, mlflow_run_id=run.run_id)
+
+        final = train(on_epoch, saved["train"] if saved else None, save_state)
+        write_outputs(final, curve, run)
+    resume.remove()
 
 
 def item_args(argv: list[str] | None, params: dict) -> tuple[str, str]:

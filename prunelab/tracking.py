@@ -64,12 +64,21 @@ class StageRun:
 
 
 @contextmanager
-def stage_run(run_name: str, uri: str, experiment: str, params: dict, tags: dict) -> Iterator[StageRun]:
-    """An MLflow run named after the DVC stage (e.g. 'prune@chip-r1'), closed even on error."""
+def stage_run(run_name: str, uri: str, experiment: str, params: dict, tags: dict,
+              run_id: str | None = None) -> Iterator[StageRun]:
+    """An MLflow run named after the DVC stage (e.g. 'prune@chip-r1'), closed even on error.
+
+    run_id continues an existing run (a resumed stage keeps one metric history).
+    """
     mlflow = _mlflow()
     mlflow.set_tracking_uri(tracking_uri(uri))
     mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=run_name) as run:
+    if run_id is not None:
+        try:
+            mlflow.tracking.MlflowClient().get_run(run_id)
+        except mlflow.exceptions.MlflowException:  # gone (another tracking URI, deleted): start afresh
+            run_id = None
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name) as run:
         mlflow.log_params({k: str(v) for k, v in flatten(params).items()})
         mlflow.set_tags({"git_commit": git_commit(), **{k: str(v) for k, v in tags.items()}})
         yield StageRun(mlflow, run)

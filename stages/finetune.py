@@ -1,4 +1,5 @@
-"""finetune: train a pruned network with the fine-tuning recipe; write its checkpoint and curve."""
+"""finetune: train a pruned network with the fine-tuning recipe; write its checkpoint and curve.
+Killed mid-way, it resumes from its last epoch."""
 
 from pathlib import Path
 
@@ -12,23 +13,25 @@ def main() -> None:
     item, paths, ft = config.item_name(criterion, setting), params["paths"], params["finetune"]
     dev = pipeline.device(params)
     seed_everything(params["seed"])
-    ckpt = checkpoint.load(config.item_file(paths["pruned"], criterion, setting, ".pt"))
+    pruned_path = config.item_file(paths["pruned"], criterion, setting, ".pt")
+    ckpt = checkpoint.load(pruned_path)
     model = checkpoint.build(ckpt)
     splits = pipeline.load_data(params)
-    curve = []
     sections = {"seed": params["seed"], "device": params["device"], "data": params["data"], "finetune": ft}
     tags = {"criterion": criterion, "setting": setting, "sparsity": params["prune"]["settings"][setting]}
-    with pipeline.stage_run(params, "finetune", sections, item, tags) as run:
-        def on_epoch(epoch: int, m: dict) -> None:
-            curve.append(m)
-            run.log_metrics(m, step=epoch)
+    output = config.item_file(paths["finetuned"], criterion, setting, ".pt")
 
-        fit(model, pipeline.train_loader(splits, ft["batch_size"], params["seed"], dev),
-                    pipeline.test_loader(splits, params, dev), pipeline.recipe(ft), dev, on_epoch,
-                    desc=f"finetune@{item}")
-    checkpoint.save(config.item_file(paths["finetuned"], criterion, setting, ".pt"), model, ckpt["arch"],
-                    ckpt["widths"], ckpt["in_channels"], ckpt["num_classes"], meta={**ckpt["meta"], "finetuned": True})
-    pipeline.write_curve(config.item_file(Path(paths["metrics"]) / "finetune", criterion, setting, ".csv"), curve)
+    def train(on_epoch, state, save_state) -> dict:
+        return fit(model, pipeline.train_loader(splits, ft["batch_size"], params["seed"], dev),
+                   pipeline.test_loader(splits, params, dev), pipeline.recipe(ft), dev, on_epoch,
+                   f"finetune@{item}", state, save_state)
+
+    def write_outputs(final: dict, curve: list[dict], run) -> None:
+        checkpoint.save(output, model, ckpt["arch"], ckpt["widths"], ckpt["in_channels"], ckpt["num_classes"],
+                        meta={**ckpt["meta"], "finetuned": True})
+        pipeline.write_curve(config.item_file(Path(paths["metrics"]) / "finetune", criterion, setting, ".csv"), curve)
+
+    pipeline.train_resumably(params, "finetune", item, sections, tags, output, [pruned_path], train, write_outputs)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """train_baseline: train the unpruned network (or take model.pretrained's weights); write its
-checkpoint, metrics and learning curve."""
+checkpoint, metrics and learning curve. Killed mid-way, it resumes from its last epoch."""
 
 from pathlib import Path
 
@@ -13,28 +13,30 @@ def main() -> None:
     seed_everything(params["seed"])
     splits = pipeline.load_data(params)
     model = models.build_model(arch, None, splits.in_channels, splits.num_classes)
-    curve = []
     sections = {k: params[k] for k in ("seed", "device", "data", "model", "train")}
-    with pipeline.stage_run(params, "train_baseline", sections) as run:
-        def on_epoch(epoch: int, m: dict) -> None:
-            curve.append(m)
-            run.log_metrics(m, step=epoch)
+    pretrained = params["model"]["pretrained"]
 
-        if params["model"]["pretrained"]:  # given weights are the baseline: evaluate them, train nothing
-            checkpoint.load_weights(model, params["model"]["pretrained"])
+    def train(on_epoch, state, save_state) -> dict:
+        if pretrained:  # given weights are the baseline: evaluate them, train nothing
+            checkpoint.load_weights(model, pretrained)
             final = evaluate(model.to(dev), pipeline.test_loader(splits, params, dev), dev)
             on_epoch(0, final)
-        else:
-            final = fit(model, pipeline.train_loader(splits, params["train"]["batch_size"], params["seed"], dev),
-                        pipeline.test_loader(splits, params, dev), pipeline.recipe(params["train"]), dev, on_epoch,
-                        desc="train_baseline")
+            return final
+        return fit(model, pipeline.train_loader(splits, params["train"]["batch_size"], params["seed"], dev),
+                   pipeline.test_loader(splits, params, dev), pipeline.recipe(params["train"]), dev, on_epoch,
+                   "train_baseline", state, save_state)
+
+    def write_outputs(final: dict, curve: list[dict], run) -> None:
         counts = counting.count(model, pipeline.input_shape(splits))
         run.log_metrics(counts)  # top-1 and loss are already in the per-epoch history
         metrics = {"top1": final["top1"], "loss": final["loss"], **counts}
-    checkpoint.save(paths["baseline"], model, arch, models.default_widths(arch), splits.in_channels,
-                    splits.num_classes, meta={"stage": "train_baseline", "seed": params["seed"], **metrics})
-    pipeline.write_json(Path(paths["metrics"]) / "train_baseline.json", metrics)
-    pipeline.write_curve(Path(paths["metrics"]) / "train_baseline.csv", curve)
+        checkpoint.save(paths["baseline"], model, arch, models.default_widths(arch), splits.in_channels,
+                        splits.num_classes, meta={"stage": "train_baseline", "seed": params["seed"], **metrics})
+        pipeline.write_json(Path(paths["metrics"]) / "train_baseline.json", metrics)
+        pipeline.write_curve(Path(paths["metrics"]) / "train_baseline.csv", curve)
+
+    pipeline.train_resumably(params, "train_baseline", None, sections, {}, Path(paths["baseline"]),
+                             [Path(pretrained)] if pretrained else [], train, write_outputs)
 
 
 if __name__ == "__main__":
