@@ -1,6 +1,7 @@
 """Channel-independence scoring: ours against the naive definition, on the same maps.
 
-Prints, per ResNet-56 layer shape (N images, default 128): seconds for CHIP's public algorithm
+Prints, per ResNet-56 layer shape (N images, default 128): seconds (ours: the median of 7 runs;
+the references: one run each) for CHIP's public algorithm
 (float32, a clone of the whole batch per image and channel), for the naive reference (one
 nuclear norm per image per removed channel, float64, cloning only that map) and for
 prunelab.criteria, the ratios, and our largest difference from the naive reference relative to
@@ -78,14 +79,18 @@ def chip_public(fmaps: torch.Tensor) -> torch.Tensor:
     return full[:, None] - out
 
 
-def timed(fn, device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return out, time.perf_counter() - start
+def timed(fn, device: torch.device, repeats: int = 1):
+    """(result, median seconds over `repeats` runs)."""
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return out, sorted(times)[len(times) // 2]
 
 
 def maps(shape, n, device, seed=0):
@@ -111,7 +116,7 @@ def main() -> None:
         channel_independence_per_image(x[:2])  # warm-up (kernels, allocator)
         ref, t_naive = timed(lambda: naive(x.cpu()), torch.device("cpu"))
         _, t_chip = timed(lambda: chip_public(x.cpu()), torch.device("cpu"))
-        ours, t_ours = timed(lambda: channel_independence_per_image(x), dev)
+        ours, t_ours = timed(lambda: channel_independence_per_image(x), dev, repeats=7)
         err = ((ours.double().cpu() - ref).abs().max() / ref.abs().max()).item()
         worst = min(worst, t_naive / t_ours)
         print(f"{str(shape):>16} {args.images:>4} {t_chip:11.3f} {t_naive:9.3f} {t_ours:8.4f} {t_naive / t_ours:6.0f}x "
@@ -127,7 +132,7 @@ def main() -> None:
     for shape, layers in RESNET50:
         x = maps(shape, args.resnet50_images, dev, seed=1)
         channel_independence_per_image(x[:1])
-        _, t = timed(lambda: channel_independence_per_image(x), dev)
+        _, t = timed(lambda: channel_independence_per_image(x), dev, repeats=3)
         a = x[0].reshape(shape[0], -1).double().cpu()
         _, t_norm = timed(lambda: [torch.linalg.matrix_norm(a, "nuc") for _ in range(2)], torch.device("cpu"))
         r50_ours += layers * t * IMAGES / args.resnet50_images

@@ -19,7 +19,7 @@ STR_FIELDS = ("model", "criterion", "setting", "sparsity", "input_shape")
 FLOAT_FIELDS = ("baseline_top1", "top1_before_finetune", "top1")
 INT_FIELDS = ("params", "macs", "flops_paper", "baseline_params", "baseline_macs", "baseline_flops_paper")
 COUNTS = (("params", "Params"), ("macs", "MACs"), ("flops_paper", "FLOPs (paper)"))
-METHOD_NAMES = {"chip": "CHIP", "hrank": "HRank", "l1": "L1", "random": "Random"}
+METHOD_NAMES = {"chip": "CHIP", "hrank": "HRank", "l1": "L1", "random": "Random", "baseline": "Baseline"}
 MODEL_NAMES = {f"resnet{d}": f"ResNet-{d}" for d in (20, 32, 44, 56, 110)}
 
 
@@ -105,17 +105,73 @@ def csv(df: pd.DataFrame) -> str:
     return buf.getvalue()
 
 
+def comparison(df: pd.DataFrame) -> str:
+    """Markdown: criteria side by side at each setting, top-1 before and after fine-tuning."""
+    lines = ["# Criteria compared", "",
+             "Same baseline, same images, same widths and same fine-tuning for every criterion; "
+             "top-1 in %, counts with their reduction.", ""]
+    for (model, setting), rows in df.groupby(["model", "setting"], sort=False):
+        lines += [f"## {MODEL_NAMES.get(model, model)}, setting {setting}: `{rows.sparsity.iloc[0]}`", "",
+                  "| Criterion | Top-1 before fine-tuning | Top-1 after fine-tuning | Params | MACs | FLOPs (paper) |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in rows.itertuples(index=False):
+            counts = [f"{_millions(getattr(r, k))} ({getattr(r, f'{k}_reduction_pct'):.1f}%)" for k, _ in COUNTS]
+            lines.append(f"| {METHOD_NAMES.get(r.criterion, r.criterion)} | {r.top1_before_finetune:.2f} | "
+                         f"{r.pruned_top1:.2f} | " + " | ".join(counts) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def points(df: pd.DataFrame) -> pd.DataFrame:
+    """Top-1 against MACs, one row per network and one per baseline (the data of the plot)."""
+    base = df.drop_duplicates("model")[["model", "baseline_macs", "baseline_top1"]]
+    rows = [{"model": r.model, "criterion": "baseline", "setting": "", "macs": r.baseline_macs, "top1": r.baseline_top1,
+             "top1_before_finetune": r.baseline_top1} for r in base.itertuples(index=False)]
+    rows += [{"model": r.model, "criterion": r.criterion, "setting": r.setting, "macs": r.macs, "top1": r.pruned_top1,
+              "top1_before_finetune": r.top1_before_finetune} for r in df.itertuples(index=False)]
+    return pd.DataFrame(rows)
+
+
+def plot_png(pts: pd.DataFrame, path: str | Path, title: str) -> None:
+    """Top-1 (after fine-tuning) against MACs, a marker per criterion; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for criterion, rows in pts.groupby("criterion", sort=False):
+        marker = "*" if criterion == "baseline" else "o"
+        ax.scatter(rows.macs / 1e6, rows.top1, marker=marker, s=120 if marker == "*" else 40,
+                   label=METHOD_NAMES.get(criterion, criterion))
+        for r in rows.itertuples(index=False):
+            if r.setting:
+                ax.annotate(r.setting, (r.macs / 1e6, r.top1), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("MACs (M)")
+    ax.set_ylabel("top-1 after fine-tuning (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
+    plt.close(fig)
+
+
 def write_tables(records: list[dict], out_dir: str | Path, title: str = "Results") -> dict[str, Path]:
-    """Write table.md, table.tex, table.csv into out_dir (each atomically); returns their paths."""
+    """Write table.{md,tex,csv}, comparison.md and the top-1-vs-MACs plot (CSV for DVC, PNG) into
+    out_dir, each atomically; returns their paths."""
     if not records:
         raise PrunelabError("no results to tabulate")
     df = frame(records)
-    texts = {"table.md": markdown(df, title), "table.tex": latex(df, title), "table.csv": csv(df)}
+    texts = {"table.md": markdown(df, title), "table.tex": latex(df, title), "table.csv": csv(df),
+             "comparison.md": comparison(df), "top1_vs_macs.csv": csv(points(df))}
     out = {}
     for name, text in texts.items():
         path = Path(out_dir) / name
         atomic_write(path, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
         out[name] = path
+    out["top1_vs_macs.png"] = Path(out_dir) / "top1_vs_macs.png"
+    plot_png(points(df), out["top1_vs_macs.png"], title)
     return out
 
 

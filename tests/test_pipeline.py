@@ -77,7 +77,8 @@ def test_second_repro_does_nothing(project):
 
 def test_table_from_mlflow_is_byte_identical(project, tmp_path):
     results = project / "results"
-    before = {n: (results / n).read_bytes() for n in ("table.md", "table.tex", "table.csv")}
+    before = {n: (results / n).read_bytes() for n in ("table.md", "table.tex", "table.csv", "comparison.md",
+                                                          "top1_vs_macs.csv", "top1_vs_macs.png")}
     for n in before:
         (results / n).unlink()
     run([str(BIN / "python"), "-m", "prunelab.cli", "table", "--from-mlflow"], project)

@@ -39,3 +39,20 @@ def test_incomplete_records_are_refused(tmp_path):
     with pytest.raises(PrunelabError, match="top1"):
         report.write_tables([r], tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_comparison_and_plot_put_criteria_side_by_side(tmp_path):
+    records = [record(criterion=c, setting=s, top1=t, top1_before_finetune=b, macs=m)
+               for c, s, t, b, m in [("chip", "r1", 94.0, 30.0, 65_000_000), ("random", "r1", 93.0, 12.5, 65_000_000),
+                                     ("chip", "r2", 92.0, 10.0, 34_000_000), ("random", "r2", 91.5, 9.0, 34_000_000)]]
+    out = report.write_tables(records, tmp_path)
+    md = out["comparison.md"].read_text()
+    assert md.count("## ResNet-56, setting") == 2
+    assert "| CHIP | 30.00 | 94.00 |" in md and "| Random | 12.50 | 93.00 |" in md
+    pts = out["top1_vs_macs.csv"].read_text().splitlines()
+    assert pts[0] == "model,criterion,setting,macs,top1,top1_before_finetune" and len(pts) == 1 + 1 + 4
+    assert pts[1].startswith("resnet56,baseline,,125485696,93.26")
+    png = out["top1_vs_macs.png"].read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    again = report.write_tables(records, tmp_path / "again")
+    assert again["top1_vs_macs.png"].read_bytes() == png  # deterministic, no timestamp

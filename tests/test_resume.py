@@ -6,9 +6,6 @@ import signal
 import subprocess
 import time
 
-import pytest
-import torch
-
 from helpers import BIN, copy_project, env, stage
 from prunelab import checkpoint
 
@@ -18,8 +15,8 @@ OUTPUTS = ("models/baseline.pt", "results/metrics/train_baseline.json", "results
 
 def test_killed_baseline_training_resumes_to_identical_outputs(tmp_path):
     straight, killed = copy_project(tmp_path / "straight", **SMALL), copy_project(tmp_path / "killed", **SMALL)
-    assert stage(straight, "train_baseline").returncode == 0
-
+    reference = subprocess.Popen([str(BIN / "python"), "stages/train_baseline.py"], cwd=straight, env=env(straight),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc = subprocess.Popen([str(BIN / "python"), "stages/train_baseline.py"], cwd=killed, env=env(killed),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     resume = killed / "models" / ".baseline.pt.resume"
@@ -35,6 +32,7 @@ def test_killed_baseline_training_resumes_to_identical_outputs(tmp_path):
 
     r = stage(killed, "train_baseline")
     assert r.returncode == 0, r.stderr
+    assert reference.wait() == 0
     for out in OUTPUTS:
         assert (killed / out).read_bytes() == (straight / out).read_bytes(), out
     assert not resume.exists()
