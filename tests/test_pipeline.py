@@ -37,7 +37,7 @@ def clean_runs(tmp_path_factory):
     copies = [copy_project(root / name, **SMALL) for name in ("a", "b")]
     procs = [subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=c, env=env(c), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for c in copies]
-    for c, proc in zip(copies, procs):
+    for proc in procs:
         out = proc.communicate()[0]
         assert proc.returncode == 0, out[-3000:]
         assert ran(out) == ALL_STAGES
