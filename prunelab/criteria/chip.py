@@ -35,15 +35,18 @@ STEP = 0.9
 U_MIN, U_MAX = -46.0, 40.0
 
 
-def _row_spectrum(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """a: (N, C, M) -> squared singular values d (N, r), U^2 (N, C, r), 1 - leverage (N, C)."""
+def _row_spectrum(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """a: (N, C, M) -> squared singular values d (N, r), U^2 (N, C, r), 1 - leverage (N, C).
+
+    When C <= M, U is square orthogonal, every leverage is 1 and the third value is None.
+    """
     c, m = a.shape[-2:]
     if c <= m:
-        d, u = torch.linalg.eigh(a @ a.transpose(1, 2))  # (N, C), (N, C, C): U square orthogonal
-        return d.clamp_min(0), u * u, torch.zeros(a.shape[:2], dtype=a.dtype, device=a.device)
+        d, u = torch.linalg.eigh(a @ a.transpose(1, 2))  # (N, C), (N, C, C)
+        return d.clamp_min_(0), u.square_(), None
     u, s, _ = torch.linalg.svd(a, full_matrices=False)  # (N, C, M), (N, M)
-    u2 = u * u
-    return s * s, u2, (1 - u2.sum(-1)).clamp_min(0)
+    u2 = u.square_()
+    return s.square_(), u2, (1 - u2.sum(-1)).clamp_min_(0)
 
 
 def channel_independence_per_image(fmaps: torch.Tensor, dtype: torch.dtype = torch.float64,
@@ -59,15 +62,16 @@ def channel_independence_per_image(fmaps: torch.Tensor, dtype: torch.dtype = tor
     chunk = max(1, max_bytes // (3 * c * u_nodes.numel() * a.element_size()))
     out = []
     for start in range(0, n, chunk):
-        d, u2, lev_gap = _row_spectrum(a[start:start + chunk])  # (B, r), (B, C, r), (B, C)
+        d, u2, lev_gap = _row_spectrum(a[start:start + chunk])  # (B, r), (B, C, r), (B, C) or None
         d_max = d.amax(-1, keepdim=True)  # (B, 1)
         t = torch.where(d_max > 0, d_max, 1.0) * u_nodes.exp()  # (B, K)
-        w = 1.0 / (d[:, :, None] + t[:, None, :])  # (B, r, K)
+        w = torch.add(d[:, :, None], t[:, None, :]).reciprocal_()  # (B, r, K): 1 / (d + t)
         p = u2 @ w  # (B, C, K)
-        q = u2 @ (d[:, :, None] * w * w)  # (B, C, K)
+        q = u2 @ w.square_().mul_(d[:, :, None])  # (B, C, K), from d / (d + t)^2
+        if lev_gap is not None:
+            p.add_(lev_gap[:, :, None] / t[:, None, :])
         # integrand in u: t * t^(-1/2) Q / ((1 - l)/t + P)
-        f = t[:, None, :].sqrt() * q / (lev_gap[:, :, None] / t[:, None, :] + p)
-        ci = f.sum(-1) * (STEP / math.pi)  # (B, C)
+        ci = q.div_(p).mul_(t.sqrt()[:, None, :]).sum(-1) * (STEP / math.pi)  # (B, C)
         out.append(torch.where(d_max > 0, ci, 0.0))  # an all-zero map: every CI is 0
     return torch.cat(out).to(fmaps.dtype if fmaps.is_floating_point() else torch.float32)
 
