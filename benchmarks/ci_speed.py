@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prunelab.criteria.chip import channel_independence_per_image  # noqa: E402
+from prunelab.criteria.chip import channel_independence_reference as naive  # noqa: E402
 
 RESNET56 = [((16, 32, 32), 19), ((32, 16, 16), 18), ((64, 8, 8), 18)]  # (C, H, W), hooked layers
 # CHIP's prunable groups: stem 16; 27 block inner widths; 18 block outputs of stages 1-2
@@ -49,20 +50,6 @@ def stored_bytes(channels: list[int]) -> int:
     torch.save({"layers": {f"layer{i}": {"chip": torch.zeros(c, dtype=torch.float64)} for i, c in enumerate(channels)}},
                buf)
     return len(buf.getvalue())
-
-
-def naive(fmaps: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (N, C): ||A||_* - ||A with row c zeroed||_*, one SVD at a time."""
-    n, c = fmaps.shape[:2]
-    a = fmaps.reshape(n, c, -1).double()
-    out = torch.empty(n, c, dtype=torch.float64)
-    for i in range(n):
-        full = torch.linalg.matrix_norm(a[i], "nuc")
-        for ch in range(c):
-            masked = a[i].clone()
-            masked[ch] = 0
-            out[i, ch] = full - torch.linalg.matrix_norm(masked, "nuc")
-    return out
 
 
 def chip_public(fmaps: torch.Tensor) -> torch.Tensor:
