@@ -58,18 +58,23 @@ def save(path: str | Path, model: nn.Module, arch: str, widths: dict, in_channel
     torch_save(path, payload)
 
 
+def _read(path: Path, what: str, expected: str):
+    """torch.load(path, weights_only=True), or a CheckpointError naming the file."""
+    if not path.is_file():
+        raise CheckpointError(f"{what} {str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle with disallowed globals, ...
+        raise CheckpointError(f"{what} {str(path)!r} is corrupt or not {expected}: {type(e).__name__}") from None
+
+
 def torch_load(path: str | Path, keys: tuple[str, ...], what: str = "file") -> dict:
     """A dict saved by torch_save, loaded with weights_only=True and checked for `keys`.
 
     Raises CheckpointError naming the file when it is missing, corrupt or not what was expected.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what} {str(path)!r} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, pickle with disallowed globals, ...
-        raise CheckpointError(f"{what} {str(path)!r} is corrupt or not a prunelab {what}: {type(e).__name__}") from None
+    obj = _read(path, what, f"a prunelab {what}")
     if not isinstance(obj, dict) or any(k not in obj for k in keys):
         raise CheckpointError(f"{what} {str(path)!r} lacks keys {', '.join(keys)}")
     return obj
@@ -84,12 +89,7 @@ def load_weights(model: nn.Module, path: str | Path, key: str = "model.pretraine
     """Load a plain state_dict file (torchvision's .pth; also {'state_dict': ...} or {'model': ...})
     into `model`, strictly, with weights_only=True. Errors name `key` and the file."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{key}: weights file {str(path)!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{key}: weights file {str(path)!r} is corrupt or not a state_dict: {type(e).__name__}") from None
+    state = _read(path, f"{key}: weights file", "a state_dict")
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]

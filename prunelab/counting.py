@@ -13,9 +13,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-CONVENTIONS = ("macs", "flops_paper")
-
-
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

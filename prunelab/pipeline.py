@@ -94,14 +94,14 @@ def train_resumably(params: dict, stage: str, item: str | None, sections: dict, 
     resume.remove()
 
 
-def item_args(argv: list[str] | None, params: dict) -> tuple[str, str]:
+def item_args(params: dict) -> tuple[str, str]:
     """--criterion C --setting S of a per-network stage, checked against params."""
     import argparse
 
     p = argparse.ArgumentParser()
     p.add_argument("--criterion", required=True)
     p.add_argument("--setting", required=True)
-    a = p.parse_args(argv)
+    a = p.parse_args()
     if a.criterion not in params["prune"]["criteria"]:
         raise config.ConfigError(f"--criterion: {a.criterion!r} is not in prune.criteria {params['prune']['criteria']}")
     if a.setting not in params["prune"]["settings"]:

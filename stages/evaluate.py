@@ -9,7 +9,7 @@ from prunelab.engine import evaluate
 
 def main() -> None:
     params = config.load_params()
-    criterion, setting = pipeline.item_args(None, params)
+    criterion, setting = pipeline.item_args(params)
     item, paths = config.item_name(criterion, setting), params["paths"]
     metrics_dir, dev = Path(paths["metrics"]), pipeline.device(params)
     model = checkpoint.build(checkpoint.load(config.item_file(paths["finetuned"], criterion, setting, ".pt")))

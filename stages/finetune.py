@@ -9,7 +9,7 @@ from prunelab.engine import fit, seed_everything
 
 def main() -> None:
     params = config.load_params()
-    criterion, setting = pipeline.item_args(None, params)
+    criterion, setting = pipeline.item_args(params)
     item, paths, ft = config.item_name(criterion, setting), params["paths"], params["finetune"]
     dev = pipeline.device(params)
     seed_everything(params["seed"])

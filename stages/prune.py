@@ -10,7 +10,7 @@ from prunelab.sparsity import parse_sparsity
 
 def main() -> None:
     params = config.load_params()
-    criterion, setting = pipeline.item_args(None, params)
+    criterion, setting = pipeline.item_args(params)
     item, paths, spec = config.item_name(criterion, setting), params["paths"], params["prune"]["settings"][setting]
     dev = pipeline.device(params)
     base = checkpoint.load(paths["baseline"])
