@@ -17,8 +17,10 @@ export UV_PYTHON_DOWNLOADS := never
 $(UV):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools uv==$(UV_VERSION)
 
+# --compile-bytecode: every stage is a fresh process; without .pyc files (PYTHONDONTWRITEBYTECODE
+# is set on some machines) each one recompiles torch, torchvision and mlflow: about 10 s apiece.
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 setup: $(VENV)/.synced

@@ -48,20 +48,35 @@ def paper_table_command(args: argparse.Namespace) -> None:
     print(counts_table(), end="")
 
 
-def write_table(params: dict, from_mlflow: bool = False) -> dict:
-    """Rebuild results/table.{md,tex,csv} from the evaluate metric files or from MLflow."""
-    items = config.items(params)
+def _records(params: dict, from_mlflow: bool) -> list[dict]:
+    """The evaluate records of every network of params, from the metric files or from MLflow."""
+    nets = config.networks(params)
     if from_mlflow:
-        names = [config.item_name(c, s) for c, s in items]
-        records = report.records_from_mlflow(params["tracking"]["uri"], params["tracking"]["experiment"], names)
-    else:
-        metrics_dir = Path(params["paths"]["metrics"]) / "evaluate"
-        records = report.records_from_files([config.item_file(metrics_dir, c, s, ".json") for c, s in items])
-    return report.write_tables(records, params["paths"]["results"], TITLE)
+        t = params["tracking"]
+        return report.records_from_mlflow(t["uri"], t["experiment"], [n.name for n in nets])
+    metrics_dir = Path(params["paths"]["metrics"]) / "evaluate"
+    return report.records_from_files([n.file(metrics_dir, ".json") for n in nets])
+
+
+def write_table(params_path: str | Path = "params.yaml", from_mlflow: bool = False) -> dict:
+    """Rebuild the results tables from the evaluate metric files or from MLflow: the default
+    pipeline's results/, or the paper pipeline's (a params file with experiments:)."""
+    raw = config.read(params_path)
+    if config.is_paper(raw):
+        paper = config.load_paper(params_path)
+        records = []
+        for name in paper["experiments"]:
+            params = config.experiment_params(paper, name)
+            if params["rows"]:
+                records += _records(params, from_mlflow)
+        title = "CHIP, reproduced" + (" (smoke mode: synthetic data, not results)" if paper["smoke"] else "")
+        return report.write_paper_tables(records, paper["paths"]["results"], title)
+    params = config.load_params(params_path)
+    return report.write_tables(_records(params, from_mlflow), params["paths"]["results"], TITLE)
 
 
 def table_command(args: argparse.Namespace) -> None:
-    written = write_table(config.load_params(args.params), args.from_mlflow)
+    written = write_table(args.params, args.from_mlflow)
     for path in written.values():
         print(path)
 
@@ -79,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     pt = sub.add_parser("paper-table", help="CHIP's rows with params, MACs and FLOPs computed from the architectures")
     pt.set_defaults(func=paper_table_command)
     t = sub.add_parser("table", help="rebuild results/table.{md,tex,csv}")
-    t.add_argument("--params", default="params.yaml")
+    t.add_argument("--params", default="params.yaml", help="params.yaml, or paper/params.yaml run from paper/")
     t.add_argument("--from-mlflow", action="store_true", help="from the MLflow runs instead of the metric files")
     t.set_defaults(func=table_command)
     args = parser.parse_args(argv)

@@ -5,10 +5,12 @@ The only module that knows the file's layout; stages pass plain values on to the
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import yaml
 from prunelab import models
 from prunelab.criteria import CRITERIA
 from prunelab.data import DATASETS
-from prunelab.engine import DEVICES
+from prunelab.engine import AMP_MODES, DEVICES
 from prunelab.errors import PrunelabError
 from prunelab.sparsity import parse_sparsity
 
@@ -75,10 +77,24 @@ def _settings(key, v):
     if not isinstance(v, dict) or not v:
         raise ConfigError(f"{key}: must map setting names to sparsity specs, e.g. r1: '[0.]+[0.15]*2+[0.4]*27'")
     for name, spec in v.items():
-        if not isinstance(name, str) or not name.replace("_", "").isalnum():
-            raise ConfigError(f"{key}: setting name {name!r} must be letters, digits and '_'")
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"{key}: setting name {name!r} must be letters, digits, '-' and '_'")
         parse_sparsity(spec, f"{key}.{name}")
 
+
+def _launcher(key, v):
+    if not isinstance(v, str) or not v.split() or v.split()[0] not in ("python", "torchrun"):
+        raise ConfigError(f"{key}: must be 'python' or a torchrun command such as "
+                          f"'torchrun --standalone --nproc_per_node=4', got {v!r}")
+
+
+def _channels_last(key, v):
+    if v not in ("auto", True, False):
+        raise ConfigError(f"{key}: {v!r} is not allowed; allowed: auto, true, false")
+
+
+ENGINE = {"launcher": _launcher, "amp": _choice(*AMP_MODES), "channels_last": _channels_last, "compile": _bool,
+          "sync_bn": _bool}
 
 PATH_KEYS = ("data", "baseline", "features", "scores", "pruned", "finetuned", "metrics", "results")
 
@@ -90,6 +106,7 @@ _RECIPE = {
 SCHEMA: dict[str, Any] = {
     "seed": _int(0),
     "device": _choice(*DEVICES),
+    "engine": ENGINE,
     "paths": {k: _str for k in PATH_KEYS},
     "tracking": {"uri": _str, "experiment": _str},
     "data": {"name": _choice(*DATASETS), "image_size": _int(4), "test_fraction": _float(0, 1, lo_open=True),
@@ -131,40 +148,186 @@ def validate(params: dict) -> dict:
     return params
 
 
-def load_params(path: str | Path = "params.yaml") -> dict:
+def read(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such params file")
     try:
-        params = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return validate(params or {})
+
+
+def load_params(path: str | Path = "params.yaml", experiment: str | None = None) -> dict:
+    """Validated params of the default pipeline, or of one experiment of a paper params file."""
+    raw = read(path)
+    if is_paper(raw):
+        _validate_paper(raw)
+        if experiment is None:
+            raise ConfigError(f"{path}: a paper params file; pass --experiment ({', '.join(raw['experiments'])})")
+        return experiment_params(raw, experiment)
+    if experiment is not None:
+        raise ConfigError(f"--experiment: {path} has no experiments: (the paper pipeline's params live in paper/)")
+    return validate(raw)
 
 
 def params_hash(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def item_name(criterion: str, setting: str) -> str:
-    """The matrix item of dvc.yaml's per-network stages, as DVC names it: prune@<item>."""
-    return f"{criterion}-{setting}"
+@dataclass(frozen=True)
+class Network:
+    """One pruned network: one entry of dvc.yaml's per-network stages.
+
+    name: DVC's matrix item ('prune@<name>'), also the stem of the network's files and its MLflow
+    run name: '<criterion>-<setting>' in the default pipeline, the row key in the paper's.
+    """
+
+    name: str
+    criterion: str
+    setting: str  # key of prune.settings
+    sparsity: str
+
+    def file(self, directory: str | Path, suffix: str) -> Path:
+        return Path(directory) / f"{self.name}{suffix}"
 
 
-def items(params: dict) -> list[tuple[str, str]]:
-    """(criterion, setting) of every pruned network, in dvc.yaml's matrix order."""
-    return [(c, s) for c in params["prune"]["criteria"] for s in params["prune"]["settings"]]
+def networks(params: dict) -> list[Network]:
+    """Every pruned network, in dvc.yaml's order: criteria x settings, or the paper's rows."""
+    settings = params["prune"]["settings"]
+    if "rows" in params:
+        return [Network(row, PAPER_CRITERION, row, settings[row]) for row in params["rows"]]
+    return [Network(f"{c}-{s}", c, s, settings[s]) for c in params["prune"]["criteria"] for s in settings]
 
 
-def item_file(directory: str | Path, criterion: str, setting: str, suffix: str) -> Path:
-    """<directory>/<criterion>-<setting><suffix>: one file per pruned network (dvc.yaml says the same)."""
-    return Path(directory) / f"{item_name(criterion, setting)}{suffix}"
+def seeds(params: dict) -> list[int]:
+    """Fine-tuning seeds: the paper pipeline's `seeds`, else the one `seed`."""
+    return list(params.get("seeds", [params["seed"]]))
+
+
+def finetuned_file(params: dict, net: Network, seed: int, directory: str | Path | None = None,
+                   suffix: str = ".pt") -> Path:
+    """<finetuned>/<name>.pt for the default pipeline's one seed; <finetuned>/<name>/seed<S>.pt
+    when the params list several seeds (one DVC output directory per network)."""
+    directory = Path(params["paths"]["finetuned"] if directory is None else directory)
+    if "seeds" in params:
+        return directory / net.name / f"seed{seed}{suffix}"
+    return net.file(directory, suffix)
+
+
+# --- The paper pipeline (paper/params.yaml): experiments (one per model) and rows (one per
+# pruned network of CHIP's table), resolved into the default pipeline's params per experiment.
+
+PAPER_CRITERION = "chip"
+SMOKE_BATCHES = 2  # batches per epoch and per evaluation in smoke mode
+
+
+def _seed_list(key, v):
+    if not isinstance(v, list) or not v or len(set(v)) != len(v):
+        raise ConfigError(f"{key}: must be a non-empty list of distinct integers >= 0, got {v!r}")
+    for s in v:
+        _int(0)(key, s)
+
+
+def _mapping(key, v):
+    if not isinstance(v, dict):
+        raise ConfigError(f"{key}: must be a mapping")
+
+
+_EXPERIMENT = {k: SCHEMA[k] for k in ("model", "data", "train", "finetune")}
+
+PAPER_SCHEMA: dict[str, Any] = {
+    "seed": _int(0),
+    "seeds": _seed_list,
+    "device": SCHEMA["device"],
+    "engine": ENGINE,
+    "smoke": _bool,
+    "paths": {"data": {name: _str for name in DATASETS if name != "digits"}, "runs": _str, "results": _str},
+    "tracking": SCHEMA["tracking"],
+    "features": SCHEMA["features"],
+    "shared": _mapping,  # recipes and datasets for YAML anchors; checked where experiments use them
+    "experiments": _mapping,
+    "rows": _mapping,
+}
+
+
+def _validate_paper(paper: dict) -> None:
+    _validate(paper, PAPER_SCHEMA, "")
+    if not paper["experiments"]:
+        raise ConfigError("experiments: must name at least one experiment")
+    for name, exp in paper["experiments"].items():
+        _validate(exp, _EXPERIMENT, f"experiments.{name}")
+        if exp["data"]["name"] == "digits":
+            raise ConfigError(f"experiments.{name}.data.name: the paper uses cifar10, mnist or imagenet")
+    for row, spec in paper["rows"].items():
+        if not isinstance(row, str) or not row.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"rows: row name {row!r} must be letters, digits, '-' and '_'")
+        _validate(spec, {"experiment": _choice(*paper["experiments"]), "sparsity": _str}, f"rows.{row}")
+        arch = paper["experiments"][spec["experiment"]]["model"]["arch"]
+        try:
+            models.group_rates(arch, parse_sparsity(spec["sparsity"], f"rows.{row}.sparsity"))
+        except ValueError as e:
+            raise ConfigError(str(e) if str(e).startswith("rows.") else f"rows.{row}.sparsity: {e}") from None
+
+
+def is_paper(params: dict) -> bool:
+    return isinstance(params, dict) and "experiments" in params
+
+
+def experiment_params(paper: dict, name: str) -> dict:
+    """The default pipeline's params for one paper experiment: its model, data and recipes, its
+    rows as prune settings, its outputs under paths.runs/<name>/; in smoke mode, synthetic data
+    in the dataset's real format, one epoch of a few batches."""
+    if name not in paper["experiments"]:
+        raise ConfigError(f"--experiment: {name!r} is not in experiments ({', '.join(paper['experiments'])})")
+    exp = copy.deepcopy(paper["experiments"][name])
+    runs = Path(paper["paths"]["runs"])
+    out = runs / name
+    rows = {r: spec for r, spec in paper["rows"].items() if spec["experiment"] == name}
+    params = {
+        "seed": paper["seed"], "device": paper["device"], "engine": paper["engine"], "tracking": paper["tracking"],
+        "paths": {"data": paper["paths"]["data"][exp["data"]["name"]], "baseline": str(out / "baseline.pt"),
+                  "features": str(out / "features.pt"), "scores": str(out / "scores"), "pruned": str(out / "pruned"),
+                  "finetuned": str(out / "finetuned"), "metrics": str(out / "metrics"),
+                  "results": paper["paths"]["results"]},
+        "data": exp["data"], "model": exp["model"], "train": exp["train"],
+        "features": copy.deepcopy(paper["features"]),
+        "prune": {"criteria": [PAPER_CRITERION], "settings": {r: spec["sparsity"] for r, spec in rows.items()}},
+        "finetune": exp["finetune"],
+    }
+    if paper["smoke"]:
+        smoke_data = runs / "smoke-data"
+        params["paths"]["data"] = str(smoke_data / exp["data"]["name"])
+        if params["model"]["pretrained"]:
+            params["model"]["pretrained"] = str(smoke_data / f"{exp['model']['arch']}-weights.pth")
+        params["data"].update(download=False, eval_batch_size=8)
+        for recipe in (params["train"], params["finetune"]):
+            recipe.update(epochs=1, batch_size=8, warmup_epochs=0)
+        params["features"].update(num_images=8, batch_size=4)
+    if rows:
+        validate({k: params[k] for k in SCHEMA})
+    else:
+        _validate({k: params[k] for k in SCHEMA if k != "prune"}, {k: v for k, v in SCHEMA.items() if k != "prune"}, "")
+    params.update(experiment=name, rows=rows, seeds=list(paper["seeds"]), smoke=paper["smoke"])
+    return params
+
+
+def load_paper(path: str | Path) -> dict:
+    paper = read(path)
+    if not is_paper(paper):
+        raise ConfigError(f"{path}: not a paper params file (no experiments:)")
+    _validate_paper(paper)
+    return paper
 
 
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(); a PrunelabError becomes one line on stderr and exit code 2."""
+    from prunelab import distributed
+
     try:
         main()
     except PrunelabError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        distributed.cleanup()  # under torchrun: leave the process group

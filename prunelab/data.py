@@ -7,6 +7,7 @@ augmented and normalised on the training device: no worker processes, no per-ima
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from prunelab.distributed import shard_bounds
 from prunelab.errors import PrunelabError
 
 DATASETS = ("digits", "cifar10", "mnist", "imagenet")
@@ -157,26 +159,40 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0, image_size: int = 8, 
                   {"shift": shift, "flip": False})
 
 
-def load_cifar10(root: str | Path, download: bool = False) -> Splits:
-    """CIFAR-10 through torchvision, from `root` (the folder holding cifar-10-batches-py/).
+def load_cifar10(root: str | Path, download: bool = False, verify: bool = True) -> Splits:
+    """CIFAR-10 from `root`, the folder holding cifar-10-batches-py/ (the python release: pickled
+    batches of 'data' (N, 3072) uint8 rows, 3 planes of 32x32, and 'labels').
 
-    Downloads only when `download` is true. Augmentation: random crop 32 with 4 px padding, flip.
+    Downloads (through torchvision, which checks the archive) only when `download` is true.
+    verify: check every batch file's md5 against the release's; the smoke mode's synthetic
+    batches are other bytes. Augmentation: random crop 32 with 4 px padding, flip.
     """
+    import pickle
+
     from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import check_integrity
 
-    try:
-        train = CIFAR10(str(root), train=True, download=download)
-        test = CIFAR10(str(root), train=False, download=download)
-    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted."
-        raise DatasetNotFound(
-            f"no CIFAR-10 found in {str(root)!r} ({e}); put cifar-10-batches-py/ there or set data.download: true"
-        ) from None
+    if download:
+        CIFAR10(str(root), train=True, download=True)
+    folder = Path(root) / CIFAR10.base_folder
+    missing = [name for name, _ in CIFAR10.train_list + CIFAR10.test_list if not (folder / name).is_file()]
+    if missing:
+        raise DatasetNotFound(f"no CIFAR-10 found in {str(root)!r} ({folder / missing[0]} is missing); "
+                              f"put cifar-10-batches-py/ there or set data.download: true")
 
-    def to_tensors(ds):
-        x = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32)
-        return x, torch.tensor(ds.targets, dtype=torch.int64)
+    def read(files) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for name, md5 in files:
+            if verify and not check_integrity(str(folder / name), md5):
+                raise DatasetError(f"{folder / name}: corrupted (its md5 is not the CIFAR-10 release's); "
+                                   "delete cifar-10-batches-py/ and set data.download: true")
+            with open(folder / name, "rb") as f:
+                batch = pickle.load(f, encoding="latin1")
+            xs.append(torch.from_numpy(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)))
+            ys.append(torch.tensor(batch["labels"], dtype=torch.int64))
+        return torch.cat(xs), torch.cat(ys)  # (N, 3, 32, 32) uint8, (N,)
 
-    (xtr, ytr), (xte, yte) = to_tensors(train), to_tensors(test)
+    (xtr, ytr), (xte, yte) = read(CIFAR10.train_list), read(CIFAR10.test_list)
     mean, std = _stats(xtr)
     return Splits(xtr, ytr, xte, yte, mean, std, 10, {"shift": 4, "flip": True})
 
@@ -200,13 +216,14 @@ FIXED_SIZES = {"cifar10": 32, "mnist": 28}
 
 
 def load_dataset(name: str, root: str | Path = "data", download: bool = False, seed: int = 0,
-                 image_size: int | None = None, test_fraction: float = 0.2) -> Splits | FolderSplits:
+                 image_size: int | None = None, test_fraction: float = 0.2, verify: bool = True) -> Splits | FolderSplits:
+    """verify: CIFAR-10 only, check the files' md5 against the release's (off for synthetic data)."""
     if name in FIXED_SIZES and image_size not in (None, FIXED_SIZES[name]):
         raise DatasetError(f"data.image_size: {name} images are {FIXED_SIZES[name]}x{FIXED_SIZES[name]}, got {image_size}")
     if name == "digits":
         return load_digits(test_fraction, seed, image_size or 8)
     if name == "cifar10":
-        return load_cifar10(root, download)
+        return load_cifar10(root, download, verify)
     if name == "mnist":
         return load_mnist(root, download)
     if name == "imagenet":
@@ -216,33 +233,41 @@ def load_dataset(name: str, root: str | Path = "data", download: bool = False, s
     raise DatasetError(f"data.name: unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
 
 
-def random_shift(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Pad by `shift` zeros on each side, then crop back at a random offset per image.
+def crop_flip(x: torch.Tensor, shift: int, offsets: torch.Tensor | None, flips: torch.Tensor | None) -> torch.Tensor:
+    """RandomCrop(H, padding=shift) then RandomHorizontalFlip, with the draws given, in one gather.
 
-    x: (B, C, H, W). Equivalent to RandomCrop(H, padding=shift) on every image, in one gather.
+    x: (B, C, H, W), any dtype (padding is zero: black pixels, as torchvision pads a PIL image).
+    offsets: (2, B) ints in [0, 2*shift], the crop's top and left corner in the padded image
+    (None when shift is 0). flips: (B,) bool, True = mirror left-right (None: no flips).
+    Output image i = padded_i[:, top:top+H, left:left+W], mirrored where flips[i].
     """
-    if shift == 0:
+    if not shift and flips is None:
         return x
     b, c, h, w = x.shape
-    padded = F.pad(x, (shift, shift, shift, shift))  # (B, C, H+2s, W+2s)
-    off = torch.randint(0, 2 * shift + 1, (2, b), generator=generator, device="cpu").to(x.device)
-    rows = (off[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
-    cols = (off[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
+    if shift:
+        x = F.pad(x, (shift, shift, shift, shift))  # (B, C, H+2s, W+2s)
+    rows = torch.arange(h, device=x.device).expand(b, h)  # (B, H)
+    cols = torch.arange(w, device=x.device).expand(b, w)  # (B, W)
+    if flips is not None:  # a mirrored crop reads its columns right to left
+        cols = torch.where(flips[:, None], w - 1 - cols, cols)
+    if shift:
+        rows, cols = rows + offsets[0][:, None], cols + offsets[1][:, None]
     bi = torch.arange(b, device=x.device)[:, None, None, None]
     ci = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[bi, ci, rows, cols]
-
-
-def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    flip = torch.rand(x.shape[0], generator=generator, device="cpu").to(x.device) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return x[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]  # (B, C, H, W)
 
 
 class Loader:
     """Batches of (normalised float images, labels) from uint8 tensors, on `device`.
 
     shuffle/augment draw from a torch.Generator seeded with `seed` + epoch, so a run is
-    reproducible and a resumed epoch sees the same batches.
+    reproducible and a resumed epoch sees the same batches. The epoch's draws are made on the
+    CPU when it starts (the permutation, then per batch the crop offsets and the flips) and
+    moved to the device once, so no batch waits on a host-to-device copy.
+
+    A loader from shard(rank, world_size) yields, of every global batch, only this rank's
+    contiguous slice (see distributed.shard_bounds), with the same draws as the whole loader:
+    the ranks' slices of one step together are exactly the unsharded batch.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
@@ -253,23 +278,57 @@ class Loader:
         self.std = std.to(device)[None, :, None, None]
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment or {}
         self.seed, self.drop_last, self.epoch = seed, drop_last, 0
+        self.rank, self.world_size, self.drop_small = 0, 1, False
+
+    def shard(self, rank: int, world_size: int, drop_small: bool = True) -> Loader:
+        """This rank's view (sharing the tensors): its slice of every global batch.
+
+        drop_small: skip a last global batch smaller than world_size on every rank alike (for
+        training, where every rank needs images); else ranks past its size get empty slices.
+        """
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        if drop_small and self.batch_size < world_size:
+            raise ValueError(f"batch size {self.batch_size} is smaller than the {world_size} processes: "
+                             "some rank would get no image; use a batch size of at least the world size")
+        out = copy.copy(self)
+        out.rank, out.world_size, out.drop_small = rank, world_size, drop_small
+        return out
+
+    def _global_sizes(self) -> list[int]:
+        """Sizes of the epoch's global batches."""
+        n, bs = len(self.y), self.batch_size
+        count = n // bs if self.drop_last else math.ceil(n / bs)
+        sizes = [min(bs, n - i * bs) for i in range(count)]
+        return [b for b in sizes if b >= self.world_size] if self.drop_small else sizes
 
     def __len__(self) -> int:
-        n = len(self.y) / self.batch_size
-        return math.floor(n) if self.drop_last else math.ceil(n)
+        return len(self._global_sizes())
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self):
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        n = len(self.y)
-        order = torch.randperm(n, generator=gen).to(self.x.device) if self.shuffle else torch.arange(n, device=self.x.device)
-        for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            x = self.x[idx].float().div_(255)  # (B, C, H, W) in [0, 1]
-            if self.augment.get("shift"):
-                x = random_shift(x, self.augment["shift"], gen)
-            if self.augment.get("flip"):
-                x = random_flip(x, gen)
-            yield (x - self.mean) / self.std, self.y[idx]
+        n, dev = len(self.y), self.x.device
+        order = torch.randperm(n, generator=gen).to(dev) if self.shuffle else None
+        sizes = self._global_sizes()
+        shift, flip = self.augment.get("shift", 0), self.augment.get("flip", False)
+        offsets, flips = [], []
+        for b in sizes:  # per batch, in this order: as the per-batch draws of earlier versions
+            if shift:
+                offsets.append(torch.randint(0, 2 * shift + 1, (2, b), generator=gen))  # (2, b)
+            if flip:
+                flips.append(torch.rand(b, generator=gen) < 0.5)  # (b,)
+        offsets = torch.cat(offsets, 1).to(dev) if offsets else None  # (2, images in the epoch)
+        flips = torch.cat(flips).to(dev) if flips else None
+        start = 0
+        for b in sizes:
+            lo, hi = shard_bounds(b, self.rank, self.world_size)
+            part = slice(start + lo, start + hi)  # this rank's images of the global batch
+            start += b
+            x = self.x[order[part]] if order is not None else self.x[part]  # (b_rank, C, H, W) uint8
+            y = self.y[order[part]] if order is not None else self.y[part]
+            x = crop_flip(x, shift, offsets[:, part] if shift else None, flips[part] if flip else None)
+            x = x.float() / 255  # (b_rank, C, H, W) in [0, 1]
+            yield (x - self.mean) / self.std, y

@@ -55,3 +55,14 @@ def counts_table() -> str:
                      f"{_cell(c['params'], b['params'], 1e6, 'M')} | {_cell(c['macs'], b['macs'], unit, suffix)} | "
                      f"{_cell(c['flops_paper'], b['flops_paper'], unit, suffix)} | {top1:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def reported_top1(arch: str, sparsity: str) -> tuple[float, float] | None:
+    """(baseline, pruned) top-1 the paper reports for arch at these rates, or None. Rates are
+    compared as parsed lists, so '[0.4]*2' and '[0.4,0.4]' are the same row."""
+    rates = parse_sparsity(sparsity)
+    baseline = next((top1 for a, s, top1 in CHIP_ROWS if a == arch and s is None), None)
+    for a, s, top1 in CHIP_ROWS:
+        if a == arch and s is not None and parse_sparsity(s) == rates:
+            return baseline, top1
+    return None

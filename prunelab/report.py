@@ -15,12 +15,12 @@ import pandas as pd
 from prunelab.checkpoint import atomic_write
 from prunelab.errors import PrunelabError
 
-STR_FIELDS = ("model", "criterion", "setting", "sparsity", "input_shape")
-FLOAT_FIELDS = ("baseline_top1", "top1_before_finetune", "top1")
+STR_FIELDS = ("model", "criterion", "setting", "sparsity", "input_shape", "seeds", "top1_per_seed")
+FLOAT_FIELDS = ("baseline_top1", "top1_before_finetune", "top1", "top1_std", "top1_best")
 INT_FIELDS = ("params", "macs", "flops_paper", "baseline_params", "baseline_macs", "baseline_flops_paper")
 COUNTS = (("params", "Params"), ("macs", "MACs"), ("flops_paper", "FLOPs (paper)"))
 METHOD_NAMES = {"chip": "CHIP", "hrank": "HRank", "l1": "L1", "random": "Random", "baseline": "Baseline"}
-MODEL_NAMES = {f"resnet{d}": f"ResNet-{d}" for d in (20, 32, 44, 56, 110)}
+MODEL_NAMES = {**{f"resnet{d}": f"ResNet-{d}" for d in (20, 32, 44, 56, 110)}, "vgg16": "VGG-16", "resnet50": "ResNet-50"}
 
 
 def normalize(record: dict) -> dict:
@@ -45,7 +45,8 @@ def frame(records: list[dict]) -> pd.DataFrame:
     for r in map(normalize, records):
         row = {k: r[k] for k in ("model", "criterion", "setting", "sparsity", "input_shape")}
         row.update(baseline_top1=r["baseline_top1"], top1_before_finetune=r["top1_before_finetune"],
-                   pruned_top1=r["top1"], delta_top1=r["top1"] - r["baseline_top1"])
+                   pruned_top1=r["top1"], delta_top1=r["top1"] - r["baseline_top1"], pruned_top1_std=r["top1_std"],
+                   pruned_top1_best=r["top1_best"], seeds=r["seeds"], pruned_top1_per_seed=r["top1_per_seed"])
         for key, _ in COUNTS:
             row.update({key: r[key], f"baseline_{key}": r[f"baseline_{key}"],
                         f"{key}_reduction_pct": reduction(r[f"baseline_{key}"], r[key])})
@@ -54,14 +55,24 @@ def frame(records: list[dict]) -> pd.DataFrame:
 
 
 def _millions(n: int) -> str:
-    return f"{n / 1e6:.2f}M"
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
 
 
-def _display_rows(df: pd.DataFrame, pct: str) -> list[list[str]]:
+def _top1(r, pm: str = "±") -> str:
+    """Pruned top-1: the mean, with the spread and count when several seeds were run."""
+    n = len(r.seeds.split())
+    return f"{r.pruned_top1:.2f}" if n == 1 else f"{r.pruned_top1:.2f} {pm} {r.pruned_top1_std:.2f} ({n} seeds)"
+
+
+SEEDS_NOTE = ("Where several seeds were run, pruned top-1 is their mean ± sample standard deviation "
+              "(each seed fine-tunes the same pruned network); the paper reports the best run and its best epoch.")
+
+
+def _display_rows(df: pd.DataFrame, pct: str, pm: str = "±") -> list[list[str]]:
     rows = []
     for r in df.itertuples(index=False):
         cells = [MODEL_NAMES.get(r.model, r.model), METHOD_NAMES.get(r.criterion, r.criterion), r.sparsity,
-                 f"{r.baseline_top1:.2f}", f"{r.pruned_top1:.2f}", f"{r.delta_top1:+.2f}"]
+                 f"{r.baseline_top1:.2f}", _top1(r, pm), f"{r.delta_top1:+.2f}"]
         for key, _ in COUNTS:
             cells.append(f"{_millions(getattr(r, key))} ({getattr(r, f'{key}_reduction_pct'):.1f}{pct})")
         rows.append(cells)
@@ -72,11 +83,16 @@ HEADER = ["Model", "Method", "Sparsity", "Baseline top-1 (%)", "Pruned top-1 (%)
     f"{label} (↓%)" for _, label in COUNTS]
 
 
+def _several_seeds(df: pd.DataFrame) -> bool:
+    return any(len(seeds.split()) > 1 for seeds in df["seeds"])
+
+
 def markdown(df: pd.DataFrame, title: str) -> str:
     shapes = ", ".join(sorted(set(df["input_shape"])))
     lines = [f"# {title}", "",
              f"Input {shapes}. MACs: conv + linear multiply-accumulates. FLOPs (paper): CHIP's thop convention "
-             "(MACs + conv bias + 2 per BatchNorm element + average pool). Top-1 of the final epoch.", "",
+             "(MACs + conv bias + 2 per BatchNorm element + average pool). Top-1 of the final epoch."
+             + (f" {SEEDS_NOTE}" if _several_seeds(df) else ""), "",
              "| " + " | ".join(HEADER) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(HEADER) - 3)) + "|"]
     for cells in _display_rows(df, "%"):
         cells[2] = f"`{cells[2]}`"
@@ -92,7 +108,7 @@ def latex(df: pd.DataFrame, title: str) -> str:
     header = [h.replace("Δ", r"$\Delta$").replace("↓", r"$\downarrow$").replace("%", r"\%") for h in HEADER]
     lines = [f"% {title}", r"\begin{tabular}{lll" + "r" * (len(HEADER) - 3) + "}", r"\toprule",
              " & ".join(header) + r" \\", r"\midrule"]
-    for cells in _display_rows(df, r"\%"):
+    for cells in _display_rows(df, r"\%", r"$\pm$"):
         cells[2] = r"\texttt{" + _tex_escape(cells[2]) + "}"
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
@@ -194,3 +210,73 @@ def records_from_mlflow(uri: str, experiment: str, items: list[str]) -> list[dic
     if missing:
         raise PrunelabError(f"no finished MLflow 'evaluate' run for {', '.join(missing)} in experiment {experiment!r} at {uri}")
     return [{**runs[i]["tags"], **runs[i]["metrics"]} for i in items]
+
+
+# --- The paper pipeline's table: CHIP's layout, our numbers beside the paper's reported top-1.
+
+PAPER_HEADER = ["Model", "Sparsity", "Baseline top-1 (%)", "Pruned top-1 (%)", "Δ top-1",
+                "Paper: baseline → pruned top-1", "Params (↓%)", "MACs (↓%)", "FLOPs, paper convention (↓%)"]
+
+
+def paper_frame(records: list[dict]) -> pd.DataFrame:
+    """frame() plus, per row, the top-1 the paper reports for the same model and sparsity (NaN
+    where the paper has no such row)."""
+    from prunelab.paper import reported_top1
+
+    df = frame(records)
+    reported = [reported_top1(m, s) for m, s in zip(df["model"], df["sparsity"])]
+    df["paper_baseline_top1"] = [r[0] if r else float("nan") for r in reported]
+    df["paper_pruned_top1"] = [r[1] if r else float("nan") for r in reported]
+    return df
+
+
+def _paper_rows(df: pd.DataFrame, pct: str, pm: str, arrow: str) -> list[list[str]]:
+    rows = []
+    for r in df.itertuples(index=False):
+        paper = "–" if pd.isna(r.paper_pruned_top1) else f"{r.paper_baseline_top1:.2f} {arrow} {r.paper_pruned_top1:.2f}"
+        cells = [MODEL_NAMES.get(r.model, r.model), r.sparsity, f"{r.baseline_top1:.2f}", _top1(r, pm),
+                 f"{r.delta_top1:+.2f}", paper]
+        cells += [f"{_millions(getattr(r, k))} ({getattr(r, f'{k}_reduction_pct'):.1f}{pct})" for k, _ in COUNTS]
+        rows.append(cells)
+    return rows
+
+
+def paper_markdown(df: pd.DataFrame, title: str) -> str:
+    shapes = ", ".join(sorted(set(df["input_shape"])))
+    lines = [f"# {title}", "",
+             f"Inputs {shapes}. CHIP on every configuration of its results table: our baselines, pruned and "
+             "fine-tuned networks, top-1 of the final epoch; the paper's reported top-1 beside ours (the paper reports "
+             "the best of several runs and the best epoch). Counts are computed from the architectures: MACs (conv + "
+             "linear multiply-accumulates) and CHIP's thop convention (MACs + conv bias + 2 per BatchNorm element + "
+             "average pool), each against its own baseline." + (f" {SEEDS_NOTE}" if _several_seeds(df) else ""), "",
+             "| " + " | ".join(PAPER_HEADER) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(PAPER_HEADER) - 2)) + "|"]
+    for cells in _paper_rows(df, "%", "±", "→"):
+        cells[1] = f"`{cells[1]}`"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def paper_latex(df: pd.DataFrame, title: str) -> str:
+    header = [h.replace("Δ", r"$\Delta$").replace("↓", r"$\downarrow$").replace("→", r"$\to$").replace("%", r"\%")
+              for h in PAPER_HEADER]
+    lines = [f"% {title}", r"\begin{tabular}{ll" + "r" * (len(PAPER_HEADER) - 2) + "}", r"\toprule",
+             " & ".join(header) + r" \\", r"\midrule"]
+    for cells in _paper_rows(df, r"\%", r"$\pm$", r"$\to$"):
+        cells[1] = r"\texttt{" + _tex_escape(cells[1]) + "}"
+        cells[5] = cells[5].replace("–", "--")
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_paper_tables(records: list[dict], out_dir: str | Path, title: str = "CHIP, reproduced") -> dict[str, Path]:
+    """table.{md,tex,csv} in the paper's layout, each written atomically; returns their paths."""
+    if not records:
+        raise PrunelabError("no results to tabulate")
+    df = paper_frame(records)
+    texts = {"table.md": paper_markdown(df, title), "table.tex": paper_latex(df, title), "table.csv": csv(df)}
+    out = {}
+    for name, text in texts.items():
+        out[name] = Path(out_dir) / name
+        atomic_write(out[name], lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
+    return out

@@ -1,6 +1,8 @@
-"""evaluate: top-1 of a fine-tuned network, its counts, and their reductions against the baseline."""
+"""evaluate: top-1 of a fine-tuned network (mean and spread over its seeds), its counts, and
+their reductions against the baseline."""
 
 import json
+import statistics
 from pathlib import Path
 
 from prunelab import checkpoint, config, counting, pipeline, report
@@ -8,27 +10,33 @@ from prunelab.engine import evaluate
 
 
 def main() -> None:
-    params = config.load_params()
-    criterion, setting = pipeline.item_args(params)
-    item, paths = config.item_name(criterion, setting), params["paths"]
-    metrics_dir, dev = Path(paths["metrics"]), pipeline.device(params)
-    model = checkpoint.build(checkpoint.load(config.item_file(paths["finetuned"], criterion, setting, ".pt")))
+    params, net = pipeline.network_stage(__doc__)
+    paths, dev = params["paths"], pipeline.device(params)
+    metrics_dir = Path(paths["metrics"])
     splits = pipeline.load_data(params)
+    seeds = config.seeds(params)
+    per_seed = []
+    for seed in seeds:
+        model = checkpoint.build(checkpoint.load(config.finetuned_file(params, net, seed))).to(dev)
+        per_seed.append(evaluate(model, pipeline.test_loader(splits, params, dev), dev, **pipeline.eval_accel(params)))
     baseline = json.loads((metrics_dir / "train_baseline.json").read_text())
-    pruned = json.loads(config.item_file(metrics_dir / "prune", criterion, setting, ".json").read_text())
+    pruned = json.loads(net.file(metrics_dir / "prune", ".json").read_text())
     shape = pipeline.input_shape(splits)
-    record = {"model": params["model"]["arch"], "criterion": criterion, "setting": setting,
-              "sparsity": params["prune"]["settings"][setting], "input_shape": "x".join(map(str, shape)),
+    top1 = [m["top1"] for m in per_seed]
+    record = {"model": params["model"]["arch"], "criterion": net.criterion, "setting": net.setting,
+              "sparsity": net.sparsity, "input_shape": "x".join(map(str, shape)),
+              "seeds": " ".join(map(str, seeds)), "top1_per_seed": " ".join(f"{t:.2f}" for t in top1),
               "baseline_top1": baseline["top1"], "top1_before_finetune": pruned["top1_before_finetune"],
-              **evaluate(model.to(dev), pipeline.test_loader(splits, params, dev), dev),
+              "top1": statistics.fmean(top1), "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
+              "top1_best": max(top1), "loss": statistics.fmean(m["loss"] for m in per_seed),
               **counting.count(model, shape)}
     for key in ("params", "macs", "flops_paper"):
         record[f"baseline_{key}"] = baseline[key]
         record[f"{key}_reduction_pct"] = report.reduction(baseline[key], record[key])
     strings = {k: v for k, v in record.items() if isinstance(v, str)}
-    with pipeline.stage_run(params, "evaluate", {"data": params["data"]}, item, strings) as run:
-        run.log_metrics(record)
-    pipeline.write_json(config.item_file(metrics_dir / "evaluate", criterion, setting, ".json"), record)
+    with pipeline.stage_run(params, "evaluate", {"data": params["data"], "seeds": seeds}, net.name, strings) as run:
+        run.log_metrics({k: v for k, v in record.items() if not isinstance(v, str)})
+    pipeline.write_json(net.file(metrics_dir / "evaluate", ".json"), record)
 
 
 if __name__ == "__main__":

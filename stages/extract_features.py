@@ -10,7 +10,7 @@ from prunelab.features import channel_statistics
 
 
 def main() -> None:
-    params = config.load_params()
+    params, _ = pipeline.experiment_stage(__doc__)
     dev, paths, feat = pipeline.device(params), params["paths"], params["features"]
     seed_everything(params["seed"])
     ckpt = checkpoint.load(paths["baseline"])
@@ -19,7 +19,7 @@ def main() -> None:
     stats = {c: criteria.FEATURE_STATISTICS[c] for c in params["prune"]["criteria"] if c in criteria.FEATURE_STATISTICS}
     layers = [g.name for g in models.channel_groups(ckpt["arch"])]
     # CHIP's protocol: training images with the training augmentation, the model in eval mode.
-    images = pipeline.train_loader(splits, feat["batch_size"], params["seed"], dev)
+    images = pipeline.train_loader(splits, feat["batch_size"], params["seed"], params, dev)
     sections = {"seed": params["seed"], "device": params["device"], "data": params["data"], "features": feat}
     with pipeline.stage_run(params, "extract_features", sections) as run:
         start = time.perf_counter()

@@ -1,5 +1,5 @@
-"""finetune: train a pruned network with the fine-tuning recipe; write its checkpoint and curve.
-Killed mid-way, it resumes from its last epoch."""
+"""finetune: train a pruned network with the fine-tuning recipe, once per seed; write each
+checkpoint and curve. Killed mid-way, it resumes from its last epoch."""
 
 from pathlib import Path
 
@@ -8,30 +8,32 @@ from prunelab.engine import fit, seed_everything
 
 
 def main() -> None:
-    params = config.load_params()
-    criterion, setting = pipeline.item_args(params)
-    item, paths, ft = config.item_name(criterion, setting), params["paths"], params["finetune"]
-    dev = pipeline.device(params)
-    seed_everything(params["seed"])
-    pruned_path = config.item_file(paths["pruned"], criterion, setting, ".pt")
+    params, net = pipeline.network_stage(__doc__)
+    paths, ft, dev = params["paths"], params["finetune"], pipeline.device(params)
+    pruned_path = net.file(paths["pruned"], ".pt")
     ckpt = checkpoint.load(pruned_path)
-    model = checkpoint.build(ckpt)
     splits = pipeline.load_data(params)
-    sections = {"seed": params["seed"], "device": params["device"], "data": params["data"], "finetune": ft}
-    tags = {"criterion": criterion, "setting": setting, "sparsity": params["prune"]["settings"][setting]}
-    output = config.item_file(paths["finetuned"], criterion, setting, ".pt")
+    for seed in config.seeds(params):
+        seed_everything(seed)
+        model = checkpoint.build(ckpt)
+        sections = {"seed": seed, "device": params["device"], "engine": params["engine"], "data": params["data"],
+                    "finetune": ft}
+        tags = {"criterion": net.criterion, "setting": net.setting, "sparsity": net.sparsity, "seed": str(seed)}
+        output = config.finetuned_file(params, net, seed)
 
-    def train(on_epoch, state, save_state) -> dict:
-        return fit(model, pipeline.train_loader(splits, ft["batch_size"], params["seed"], dev),
-                   pipeline.test_loader(splits, params, dev), pipeline.recipe(ft), dev, on_epoch,
-                   f"finetune@{item}", state, save_state)
+        def train(on_epoch, state, save_state, model=model, seed=seed) -> dict:
+            return fit(model, pipeline.train_loader(splits, ft["batch_size"], seed, params, dev),
+                       pipeline.test_loader(splits, params, dev), pipeline.recipe(ft), dev, on_epoch,
+                       f"finetune@{net.name}", state, save_state, **pipeline.accel(params))
 
-    def write_outputs(final: dict, curve: list[dict], run) -> None:
-        checkpoint.save(output, model, ckpt["arch"], ckpt["widths"], ckpt["in_channels"], ckpt["num_classes"],
-                        meta={**ckpt["meta"], "finetuned": True})
-        pipeline.write_curve(config.item_file(Path(paths["metrics"]) / "finetune", criterion, setting, ".csv"), curve)
+        def write_outputs(final: dict, curve: list[dict], run, model=model, seed=seed, output=output) -> None:
+            checkpoint.save(output, model, ckpt["arch"], ckpt["widths"], ckpt["in_channels"], ckpt["num_classes"],
+                            meta={**ckpt["meta"], "finetuned": True, "seed": seed})
+            pipeline.write_curve(config.finetuned_file(params, net, seed, Path(paths["metrics"]) / "finetune", ".csv"),
+                                 curve)
 
-    pipeline.train_resumably(params, "finetune", item, sections, tags, output, [pruned_path], train, write_outputs)
+        pipeline.train_resumably(params, "finetune", net.name, sections, tags, output, [pruned_path], train,
+                                 write_outputs)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ Feature criteria (chip, hrank) read the statistics extract_features streamed; mo
 (l1, random) read the baseline. The scores file records where its numbers came from.
 """
 
-import argparse
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -13,13 +12,10 @@ from prunelab import checkpoint, config, criteria, models, pipeline
 
 
 def main() -> None:
-    params = config.load_params()
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--criterion", required=True, choices=params["prune"]["criteria"])
-    criterion = parser.parse_args().criterion
+    params, criterion = pipeline.experiment_stage(__doc__, criterion=True)
     paths = params["paths"]
     scores = {}
-    with pipeline.stage_run(params, "score", {"criterion": criterion, "seed": params["seed"]}, item=criterion,
+    with pipeline.stage_run(params, "score", {"criterion": criterion, "seed": params["seed"]}, item=params.get("experiment", criterion),
                             tags={"criterion": criterion}) as run:
         if criterion in criteria.FEATURE_STATISTICS:
             stats = checkpoint.torch_load(paths["features"], ("layers", "meta"), "features file")

@@ -8,23 +8,23 @@ from prunelab.engine import evaluate, fit, seed_everything
 
 
 def main() -> None:
-    params = config.load_params()
+    params, _ = pipeline.experiment_stage(__doc__)
     dev, arch, paths = pipeline.device(params), params["model"]["arch"], params["paths"]
     seed_everything(params["seed"])
     splits = pipeline.load_data(params)
     model = models.build_model(arch, None, splits.in_channels, splits.num_classes)
-    sections = {k: params[k] for k in ("seed", "device", "data", "model", "train")}
-    pretrained = params["model"]["pretrained"]
+    sections = {k: params[k] for k in ("seed", "device", "engine", "data", "model", "train")}
+    pretrained = pipeline.pretrained_weights(params, splits)
 
     def train(on_epoch, state, save_state) -> dict:
         if pretrained:  # given weights are the baseline: evaluate them, train nothing
             checkpoint.load_weights(model, pretrained)
-            final = evaluate(model.to(dev), pipeline.test_loader(splits, params, dev), dev)
+            final = evaluate(model.to(dev), pipeline.test_loader(splits, params, dev), dev, **pipeline.eval_accel(params))
             on_epoch(0, final)
             return final
-        return fit(model, pipeline.train_loader(splits, params["train"]["batch_size"], params["seed"], dev),
+        return fit(model, pipeline.train_loader(splits, params["train"]["batch_size"], params["seed"], params, dev),
                    pipeline.test_loader(splits, params, dev), pipeline.recipe(params["train"]), dev, on_epoch,
-                   "train_baseline", state, save_state)
+                   "train_baseline", state, save_state, **pipeline.accel(params))
 
     def write_outputs(final: dict, curve: list[dict], run) -> None:
         counts = counting.count(model, pipeline.input_shape(splits))

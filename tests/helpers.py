@@ -33,6 +33,18 @@ def copy_project(dst: Path, **overrides) -> Path:
     return dst
 
 
+def copy_paper_project(dst: Path, **overrides) -> Path:
+    """copy_project plus paper/, with paper/params.yaml updated by overrides and MLflow in paper/."""
+    copy_project(dst)
+    shutil.copytree(ROOT / "paper", dst / "paper", ignore=shutil.ignore_patterns("runs", "mlflow.db", "results"))
+    params = yaml.safe_load((ROOT / "paper" / "params.yaml").read_text())
+    params["tracking"]["uri"] = f"sqlite:///{dst / 'paper' / 'mlflow.db'}"
+    set_params(params, overrides)
+    # no anchors in the copy: the resolved values, which DVC and the stages read alike
+    (dst / "paper" / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return dst
+
+
 def set_params(params: dict, overrides: dict) -> None:
     for dotted, value in overrides.items():
         *parents, leaf = dotted.split(".")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from prunelab.data import DatasetError, Loader, load_cifar10, load_dataset, load_digits, random_shift
+from prunelab.data import DatasetError, Loader, crop_flip, load_cifar10, load_dataset, load_digits
 
 
 def test_digits_split_is_seeded_stratified_and_complete():
@@ -22,15 +22,90 @@ def test_digits_resize_param():
     assert s.x_train.shape[1:] == (1, 16, 16)
 
 
-def test_random_shift_equals_per_image_crop_of_padded_image():
-    x = torch.arange(2 * 1 * 5 * 5, dtype=torch.float32).reshape(2, 1, 5, 5)
-    gen = torch.Generator().manual_seed(0)
-    got = random_shift(x, 2, gen)
-    off = torch.randint(0, 5, (2, 2), generator=torch.Generator().manual_seed(0))
-    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
-    for i in range(2):
-        dy, dx = off[0, i].item(), off[1, i].item()
-        assert torch.equal(got[i], padded[i, :, dy:dy + 5, dx:dx + 5])
+def torchvision_crop_flip(img: torch.Tensor, shift: int, top: int, left: int, flip: bool) -> torch.Tensor:
+    """torchvision's RandomCrop(H, padding=shift) + RandomHorizontalFlip for given draws, one image."""
+    from torchvision.transforms.v2 import functional as TF
+
+    h, w = img.shape[-2:]
+    out = TF.crop(TF.pad(img, [shift]), top, left, h, w)
+    return TF.horizontal_flip(out) if flip else out
+
+
+def test_crop_flip_equals_torchvision_pad_crop_flip_per_image():
+    x = torch.randint(0, 256, (6, 3, 7, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    offsets = torch.tensor([[0, 4, 2, 1, 4, 0], [4, 0, 2, 3, 1, 0]])
+    flips = torch.tensor([False, True, True, False, True, False])
+    got = crop_flip(x, 2, offsets, flips)
+    for i in range(6):
+        want = torchvision_crop_flip(x[i], 2, offsets[0, i].item(), offsets[1, i].item(), flips[i].item())
+        assert torch.equal(got[i], want), i
+    assert torch.equal(crop_flip(x, 0, None, flips)[1], x[1].flip(-1))
+    assert crop_flip(x, 0, None, None) is x
+
+
+def test_cifar_augmentation_is_random_crop_pad_4_and_flip():
+    """Every augmented image is one of torchvision's RandomCrop(32, padding=4) + flip outcomes of
+    its source image, and all 9 x 9 offsets and both flips occur."""
+    n = 96
+    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    loader = Loader(x, torch.zeros(n, dtype=torch.int64), torch.zeros(3), torch.ones(3), n,
+                    augment={"shift": 4, "flip": True}, seed=5)
+    got = (next(iter(loader))[0] * 255).round().to(torch.uint8)  # mean 0, std 1: back to the pixels
+    seen = set()
+    for i in range(n):
+        matches = [(t, l, f) for t in range(9) for l in range(9) for f in (False, True)
+                   if torch.equal(got[i], torchvision_crop_flip(x[i], 4, t, l, f))]
+        assert matches, f"image {i} is no pad-4 crop (+ flip) of its source"
+        seen.update(matches)
+    assert {t for t, _, _ in seen} == set(range(9)) and {l for _, l, _ in seen} == set(range(9))
+    assert {f for _, _, f in seen} == {False, True}
+
+
+def reference_batches(x, y, mean, std, batch_size, seed, epoch, shift, flip):
+    """The loader's batches, image by image, from its documented draws: a seed*100003 + epoch
+    generator gives the permutation, then per batch the crop offsets (2, b) and the flips (b,)."""
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(len(y), generator=gen)
+    for start in range(0, len(y), batch_size):
+        idx = order[start:start + batch_size]
+        off = torch.randint(0, 2 * shift + 1, (2, len(idx)), generator=gen)
+        flips = torch.rand(len(idx), generator=gen) < 0.5 if flip else torch.zeros(len(idx), dtype=torch.bool)
+        imgs = torch.stack([torchvision_crop_flip(x[j], shift, off[0, k].item(), off[1, k].item(), flips[k].item())
+                            for k, j in enumerate(idx.tolist())])
+        yield (imgs.float() / 255 - mean[None, :, None, None]) / std[None, :, None, None], y[idx]
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_loader_batches_are_the_reference_draws_image_by_image(flip):
+    # the draw order is what makes a seed's batches (and so digits results) stable across versions
+    s = load_digits()
+    loader = Loader(s.x_train[:150], s.y_train[:150], s.mean, s.std, 64, shuffle=True,
+                    augment={"shift": 1, "flip": flip}, seed=3)
+    loader.set_epoch(2)
+    got = list(loader)
+    want = list(reference_batches(s.x_train[:150], s.y_train[:150], s.mean, s.std, 64, 3, 2, 1, flip))
+    assert [len(b[1]) for b in got] == [64, 64, 22] == [len(b[1]) for b in want]
+    for (gx, gy), (wx, wy) in zip(got, want):
+        assert torch.equal(gx, wx) and torch.equal(gy, wy)
+
+
+@pytest.mark.parametrize("n, world", [(37, 2), (37, 3), (33, 2), (32, 4)])
+def test_shards_of_a_step_together_are_the_global_batch(n, world):
+    x = torch.randint(0, 256, (n, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    full = Loader(x, torch.arange(n), torch.zeros(3), torch.ones(3), 16, shuffle=True,
+                  augment={"shift": 2, "flip": True}, seed=1)
+    full.set_epoch(4)
+    for drop_small in (True, False):
+        shards = [full.shard(r, world, drop_small) for r in range(world)]
+        assert len({len(s) for s in shards}) == 1
+        steps = list(zip(*shards))
+        kept = [b for b in full if not drop_small or len(b[1]) >= world]  # 33 / 16 leaves 1 image: dropped
+        assert len(steps) == len(kept) == len(shards[0])
+        for parts, (x_all, y_all) in zip(steps, kept):
+            assert [len(p[1]) for p in parts] == [(r + 1) * len(y_all) // world - r * len(y_all) // world
+                                                  for r in range(world)]
+            assert torch.equal(torch.cat([p[0] for p in parts]), x_all)
+            assert torch.equal(torch.cat([p[1] for p in parts]), y_all)
 
 
 def test_loader_is_reproducible_and_normalises():
@@ -66,13 +141,11 @@ def write_fake_cifar10(root, n_train_per_batch=4, n_test=6):
     return first
 
 
-def test_cifar10_loader_reads_the_on_disk_format(tmp_path, monkeypatch):
-    import torchvision.datasets.cifar
-
+def test_cifar10_loader_reads_the_on_disk_format(tmp_path):
     first = write_fake_cifar10(tmp_path)
-    # torchvision checks each file's md5 against the real release's; ours are other bytes
-    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda path, md5=None: True)
-    s = load_cifar10(tmp_path, download=False)
+    with pytest.raises(DatasetError, match="data_batch_1: corrupted"):  # not the release's md5
+        load_cifar10(tmp_path, download=False)
+    s = load_cifar10(tmp_path, download=False, verify=False)
     assert s.x_train.shape == (20, 3, 32, 32) and s.x_test.shape == (6, 3, 32, 32)
     # row-major 3072 = 3 planes of 32x32, the real format's layout
     assert torch.equal(s.x_train[0], torch.from_numpy(first[0].reshape(3, 32, 32)))

@@ -8,7 +8,8 @@ def record(**kw):
     r = {"model": "resnet56", "criterion": "chip", "setting": "r1", "sparsity": "[0.]+[0.15]*2+[0.4]*27",
          "input_shape": "3x32x32", "baseline_top1": 93.26, "top1_before_finetune": 10.0, "top1": 94.16,
          "params": 485413, "macs": 65168128, "flops_paper": 65939968, "baseline_params": 853018,
-         "baseline_macs": 125485696, "baseline_flops_paper": 126554752, "loss": 0.2}
+         "baseline_macs": 125485696, "baseline_flops_paper": 126554752, "loss": 0.2,
+         "seeds": "0", "top1_per_seed": "94.16", "top1_std": 0.0, "top1_best": 94.16}
     r.update(kw)
     return r
 
@@ -56,3 +57,20 @@ def test_comparison_and_plot_put_criteria_side_by_side(tmp_path):
     assert png.startswith(b"\x89PNG") and len(png) > 5000
     again = report.write_tables(records, tmp_path / "again")
     assert again["top1_vs_macs.png"].read_bytes() == png  # deterministic, no timestamp
+
+
+def test_several_seeds_show_mean_and_spread_and_say_the_paper_reports_its_best(tmp_path):
+    r = record(seeds="0 1 2", top1_per_seed="94.00 94.20 94.60", top1=94.26666, top1_std=0.30551, top1_best=94.6)
+    md = report.write_tables([r], tmp_path)["table.md"].read_text()
+    assert "| 94.27 ± 0.31 (3 seeds) |" in md and "the paper reports the best run" in md
+    assert "94.27 ± 0.31" not in report.write_tables([record()], tmp_path / "one")["table.md"].read_text()
+
+
+def test_paper_table_puts_the_papers_top1_beside_ours(tmp_path):
+    rows = [record(), record(model="vgg16", setting="vgg16-r9", sparsity="[0.5]*12")]
+    out = report.write_paper_tables(rows, tmp_path)
+    md = out["table.md"].read_text()
+    assert "| ResNet-56 | `[0.]+[0.15]*2+[0.4]*27` | 93.26 | 94.16 | +0.90 | 93.26 → 94.16 | 0.49M (43.1%) |" in md
+    assert "| VGG-16 | `[0.5]*12` | 93.26 | 94.16 | +0.90 | – |" in md  # no such row in the paper
+    assert r"93.26 $\to$ 94.16" in out["table.tex"].read_text()
+    assert out["table.csv"].read_text().splitlines()[0].endswith("paper_baseline_top1,paper_pruned_top1")

@@ -1,0 +1,71 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from prunelab.latency import measure_latency
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Timings on one thread: on a shared machine several OpenMP threads spin-wait for each
+    other, and a millisecond forward pass can take a hundred times that."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def conv_net(width: int) -> nn.Sequential:
+    """Two 3x3 convolutions; the second's work grows as width**2 (16 -> 64: 16x the MACs)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10))
+
+
+def test_latencies_are_positive_finite_and_ordered_and_the_mode_is_restored():
+    model = conv_net(32).train()
+    got = measure_latency(model, (3, 32, 32), batch_sizes=(1, 64), warmup=2, repeats=9)
+    assert list(got) == [1, 64]
+    for stats in got.values():
+        assert set(stats) == {"median_ms", "p10_ms", "p25_ms", "p75_ms", "p90_ms", "iqr_ms"}
+        assert all(math.isfinite(v) and v >= 0 for v in stats.values()) and stats["median_ms"] > 0
+        assert stats["p10_ms"] <= stats["p25_ms"] <= stats["median_ms"] <= stats["p75_ms"] <= stats["p90_ms"]
+        assert stats["iqr_ms"] == pytest.approx(stats["p75_ms"] - stats["p25_ms"])
+    # 64 images cost far more than one: a generous margin, the true ratio is tens
+    assert got[64]["median_ms"] > 3 * got[1]["median_ms"]
+    assert model.training
+
+
+def test_a_model_with_16x_the_work_is_measurably_slower():
+    tiny, wide = conv_net(16), conv_net(64)
+    t_tiny = measure_latency(tiny, (3, 32, 32), batch_sizes=(16,), warmup=2, repeats=9)[16]["median_ms"]
+    t_wide = measure_latency(wide, (3, 32, 32), batch_sizes=(16,), warmup=2, repeats=9)[16]["median_ms"]
+    assert t_wide > 2 * t_tiny, (t_tiny, t_wide)
+
+
+def test_inference_runs_without_autograd_in_eval_mode():
+    seen = []
+
+    class Probe(nn.Module):
+        def forward(self, x):
+            seen.append((self.training, torch.is_grad_enabled(), torch.is_inference_mode_enabled(), tuple(x.shape)))
+            return x
+
+    measure_latency(Probe(), (2, 4, 4), batch_sizes=(3,), warmup=1, repeats=2)
+    assert seen == [(False, False, True, (3, 2, 4, 4))] * 3  # 1 warm-up + 2 timed
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"input_shape": (3, 0, 32)}, "input_shape: expected one image's shape as positive ints"),
+    ({"input_shape": 32}, "input_shape"),
+    ({"batch_sizes": ()}, "batch_sizes: expected a non-empty list of positive ints"),
+    ({"batch_sizes": (1, -4)}, "batch_sizes"),
+    ({"warmup": -1}, r"warmup: expected an int >= 0"),
+    ({"repeats": 0}, r"repeats: expected an int >= 1"),
+])
+def test_bad_arguments_are_refused_with_the_argument_named(kwargs, message):
+    args = {"input_shape": (3, 8, 8), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        measure_latency(nn.Identity(), **args)
