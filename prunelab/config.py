@@ -114,6 +114,7 @@ SCHEMA: dict[str, Any] = {
     "model": {"arch": _choice(*models.ARCHS), "pretrained": _optional_str},
     "train": _RECIPE,
     "features": {"num_images": _int(1), "batch_size": _int(1), "save_maps": _bool},
+    "snpfi": {"calibration_images": _int(1), "permutations": _int(2), "ridge": _float(0, 1)},
     "prune": {"criteria": _criteria, "settings": _settings},
     "finetune": _RECIPE,
 }
@@ -245,6 +246,7 @@ PAPER_SCHEMA: dict[str, Any] = {
     "paths": {"data": {name: _str for name in DATASETS if name != "digits"}, "runs": _str, "results": _str},
     "tracking": SCHEMA["tracking"],
     "features": SCHEMA["features"],
+    "snpfi": SCHEMA["snpfi"],
     "shared": _mapping,  # recipes and datasets for YAML anchors; checked where experiments use them
     "experiments": _mapping,
     "rows": _mapping,
@@ -291,7 +293,7 @@ def experiment_params(paper: dict, name: str) -> dict:
                   "finetuned": str(out / "finetuned"), "metrics": str(out / "metrics"),
                   "results": paper["paths"]["results"]},
         "data": exp["data"], "model": exp["model"], "train": exp["train"],
-        "features": copy.deepcopy(paper["features"]),
+        "features": copy.deepcopy(paper["features"]), "snpfi": paper["snpfi"],
         "prune": {"criteria": [PAPER_CRITERION], "settings": {r: spec["sparsity"] for r, spec in rows.items()}},
         "finetune": exp["finetune"],
     }

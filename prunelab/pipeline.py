@@ -180,3 +180,17 @@ def network_stage(description: str) -> tuple[dict, config.Network]:
     if args.setting not in params["prune"]["settings"]:
         raise config.ConfigError(f"--setting: {args.setting!r} is not in prune.settings ({', '.join(params['prune']['settings'])})")
     return params, next(n for n in config.networks(params) if (n.criterion, n.setting) == (args.criterion, args.setting))
+
+
+def calibration_batch(splits: Splits | FolderSplits, params: dict, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """SNPFI's calibration set: the first snpfi.calibration_images training images of the seeded
+    training order, with the training augmentation (as CHIP's feature images); (N, C, H, W), (N,)."""
+    n = params["snpfi"]["calibration_images"]
+    xs, ys, have = [], [], 0
+    for x, y in train_loader(splits, min(n, 256), params["seed"], params, dev):
+        xs.append(x[: n - have])
+        ys.append(y[: n - have])
+        have += len(ys[-1])
+        if have >= n:
+            break
+    return torch.cat(xs), torch.cat(ys)

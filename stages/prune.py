@@ -1,10 +1,15 @@
-"""prune: keep each group's highest-scoring channels at the setting's rates; physically remove
-the rest (weights, BN statistics and consumers' inputs transferred); evaluate before fine-tuning."""
+"""prune: keep each group's highest-scoring channels; physically remove the rest (weights, BN
+statistics and consumers' inputs transferred); evaluate before fine-tuning.
+
+Widths: the setting's rates, except for snpfi, which picks each group's width from its
+utilization curve for the setting's MACs reduction, then recovers without training (least-squares
+refit of every consumer, BatchNorm statistics re-estimated)."""
 
 from pathlib import Path
 
-from prunelab import checkpoint, config, counting, pipeline, surgery
-from prunelab.engine import evaluate
+from prunelab import checkpoint, config, counting, criteria, models, pipeline, recovery, report, surgery
+from prunelab.criteria import snpfi
+from prunelab.engine import evaluate, seed_everything
 from prunelab.sparsity import parse_sparsity
 
 
@@ -12,18 +17,40 @@ def main() -> None:
     params, net = pipeline.network_stage(__doc__)
     paths, dev = params["paths"], pipeline.device(params)
     base = checkpoint.load(paths["baseline"])
-    scores = checkpoint.torch_load(Path(paths["scores"]) / f"{net.criterion}.pt", ("scores", "meta"), "scores file")["scores"]
-    keep = surgery.keep_indices(base["arch"], base["widths"], scores, parse_sparsity(net.sparsity))
-    model, widths = surgery.prune(checkpoint.build(base), base["arch"], base["widths"], keep,
-                                  base["in_channels"], base["num_classes"])
+    arch, widths, rates = base["arch"], base["widths"], parse_sparsity(net.sparsity)
+    keys = ("scores", "meta", "utilization") if net.criterion in criteria.SHAPLEY_CRITERIA else ("scores", "meta")
+    scored = checkpoint.torch_load(Path(paths["scores"]) / f"{net.criterion}.pt", keys, "scores file")
     splits = pipeline.load_data(params)
+    shape, test = pipeline.input_shape(splits), pipeline.test_loader(splits, params, dev)
+    original = checkpoint.build(base)
+    metrics: dict = {}
+    if net.criterion in criteria.SHAPLEY_CRITERIA:
+        # the MACs reduction the setting's rates give, reached with SNPFI's own per-group widths
+        build = lambda w: models.build_model(arch, w, base["in_channels"], base["num_classes"])  # noqa: E731
+        target = report.reduction(counting.count_ops(build(widths), shape)["macs"],
+                                  counting.count_ops(build(models.pruned_widths(arch, rates, widths)), shape)["macs"]) / 100
+        counts, tau, reached = snpfi.allocate(arch, widths, scored["utilization"], target, shape,
+                                              base["in_channels"], base["num_classes"])
+        keep = snpfi.keep_indices(scored["scores"], counts)
+        metrics.update(target_macs_reduction_pct=100 * target, reached_macs_reduction_pct=100 * reached, tau=tau)
+    else:
+        keep = surgery.keep_indices(arch, widths, scored["scores"], rates)
+    model, new_widths = surgery.prune(original, arch, widths, keep, base["in_channels"], base["num_classes"])
     tags = {"criterion": net.criterion, "setting": net.setting, "sparsity": net.sparsity}
     with pipeline.stage_run(params, "prune", {"sparsity": net.sparsity, "criterion": net.criterion}, net.name, tags) as run:
-        before = evaluate(model.to(dev), pipeline.test_loader(splits, params, dev), dev, **pipeline.eval_accel(params))
-        metrics = {"top1_before_finetune": before["top1"], "loss_before_finetune": before["loss"],
-                   **counting.count(model, pipeline.input_shape(splits))}
+        if net.criterion in criteria.SHAPLEY_CRITERIA:
+            metrics["top1_before_recovery"] = evaluate(model.to(dev), test, dev, **pipeline.eval_accel(params))["top1"]
+            seed_everything(params["seed"])
+            images, _ = pipeline.calibration_batch(splits, params, dev)
+            recovery.refit_consumers(original.to(dev), model, arch, keep, images, params["snpfi"]["ridge"])
+            metrics["top1_after_refit"] = evaluate(model, test, dev, **pipeline.eval_accel(params))["top1"]
+            bn_batches = pipeline.FirstBatches(pipeline.train_loader(splits, 256, params["seed"], params, dev), 10)
+            recovery.recalibrate_batchnorm(model, bn_batches, dev)  # up to 2,560 training images
+        before = evaluate(model.to(dev), test, dev, **pipeline.eval_accel(params))
+        metrics.update(top1_before_finetune=before["top1"], loss_before_finetune=before["loss"],
+                       **counting.count(model, shape))
         run.log_metrics(metrics)
-    checkpoint.save(net.file(paths["pruned"], ".pt"), model, base["arch"], widths, base["in_channels"],
+    checkpoint.save(net.file(paths["pruned"], ".pt"), model, arch, new_widths, base["in_channels"],
                     base["num_classes"], meta={"keep": {k: v.tolist() for k, v in keep.items()}, **tags})
     pipeline.write_json(net.file(Path(paths["metrics"]) / "prune", ".json"), metrics)
 

@@ -1,7 +1,9 @@
 """score: one score per channel of every channel group, for one criterion (higher = keep).
 
 Feature criteria (chip, hrank) read the statistics extract_features streamed; model criteria
-(l1, random) read the baseline. The scores file records where its numbers came from.
+(l1, random) read the baseline; snpfi plays its Shapley game on the baseline and calibration
+images, and also stores each group's utilization curve. The scores file records where its
+numbers came from.
 """
 
 from pathlib import Path
@@ -9,13 +11,17 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from prunelab import checkpoint, config, criteria, models, pipeline
+from prunelab.criteria import snpfi
+from prunelab.engine import seed_everything
 
 
 def main() -> None:
     params, criterion = pipeline.experiment_stage(__doc__, criterion=True)
     paths = params["paths"]
-    scores = {}
-    with pipeline.stage_run(params, "score", {"criterion": criterion, "seed": params["seed"]}, item=params.get("experiment", criterion),
+    scores, extra = {}, {}
+    sections = {"criterion": criterion, "seed": params["seed"],
+                **({"snpfi": params["snpfi"], "data": params["data"]} if criterion in criteria.SHAPLEY_CRITERIA else {})}
+    with pipeline.stage_run(params, "score", sections, item=params.get("experiment", criterion),
                             tags={"criterion": criterion}) as run:
         if criterion in criteria.FEATURE_STATISTICS:
             stats = checkpoint.torch_load(paths["features"], ("layers", "meta"), "features file")
@@ -24,15 +30,25 @@ def main() -> None:
             provenance = stats["meta"]  # images (seed, count) and baseline md5
         else:
             ckpt = checkpoint.load(paths["baseline"])
-            model, score_fn = checkpoint.build(ckpt), criteria.MODEL_CRITERIA[criterion]
-            for group in tqdm(models.channel_groups(ckpt["arch"]), desc=f"score {criterion}", unit="layer"):
-                scores.update(score_fn(model, [group], params["seed"]))
+            model, groups = checkpoint.build(ckpt), models.channel_groups(ckpt["arch"])
             provenance = {"seed": params["seed"], "baseline": paths["baseline"],
                           "baseline_md5": checkpoint.file_hash(paths["baseline"])}
+            if criterion in criteria.SHAPLEY_CRITERIA:
+                dev = pipeline.device(params)
+                seed_everything(params["seed"])
+                images, labels = pipeline.calibration_batch(pipeline.load_data(params), params, dev)
+                games = snpfi.analyse(model, groups, images, labels, params["snpfi"]["permutations"], params["seed"], dev)
+                scores = {g: game["importance"] for g, game in games.items()}  # (C,) Shapley values
+                extra["utilization"] = {g: game["utilization"] for g, game in games.items()}  # (C+1,)
+                provenance.update(calibration_images=len(labels), permutations=params["snpfi"]["permutations"])
+            else:
+                score_fn = criteria.MODEL_CRITERIA[criterion]
+                for group in tqdm(groups, desc=f"score {criterion}", unit="layer"):
+                    scores.update(score_fn(model, [group], params["seed"]))
         meta = {"criterion": criterion, **provenance}
         run.set_tags({k: v for k, v in meta.items() if k in ("baseline_md5", "num_images")})
         run.log_metrics({"layers": len(scores)})
-    checkpoint.torch_save(Path(paths["scores"]) / f"{criterion}.pt", {"scores": scores, "meta": meta})
+    checkpoint.torch_save(Path(paths["scores"]) / f"{criterion}.pt", {"scores": scores, "meta": meta, **extra})
 
 
 if __name__ == "__main__":

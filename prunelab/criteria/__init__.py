@@ -12,7 +12,10 @@ from prunelab.criteria.weights import filter_l1, random_scores
 
 FEATURE_STATISTICS = {"chip": channel_independence_per_image, "hrank": channel_rank_per_image}
 MODEL_CRITERIA = {"l1": filter_l1, "random": random_scores}
-CRITERIA = (*FEATURE_STATISTICS, *MODEL_CRITERIA)
+# Shapley criteria play a game on the network and its data (criteria/snpfi.py): they also choose
+# each group's width (for a FLOPs budget) and recover the pruned network without training.
+SHAPLEY_CRITERIA = ("snpfi",)
+CRITERIA = (*FEATURE_STATISTICS, *MODEL_CRITERIA, *SHAPLEY_CRITERIA)
 
-__all__ = ["CRITERIA", "FEATURE_STATISTICS", "MODEL_CRITERIA", "channel_independence", "channel_independence_per_image",
+__all__ = ["CRITERIA", "SHAPLEY_CRITERIA", "FEATURE_STATISTICS", "MODEL_CRITERIA", "channel_independence", "channel_independence_per_image",
            "channel_rank", "channel_rank_per_image", "filter_l1", "random_scores"]

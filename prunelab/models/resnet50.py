@@ -84,6 +84,12 @@ class ResNet50(nn.Module):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
+    def parts(self) -> list[nn.Module]:
+        """forward() as a sequence: stem, every bottleneck, head; composing them equals forward()."""
+        blocks = [blk for stage in (self.layer1, self.layer2, self.layer3, self.layer4) for blk in stage]
+        return [nn.Sequential(self.conv1, self.bn1, self.relu, self.maxpool), *blocks,
+                nn.Sequential(self.avgpool, nn.Flatten(1), self.fc)]
+
 
 def channel_groups() -> list[ChannelGroup]:
     """Stem; conv1 and conv2 of every bottleneck; the shared output channels of stages 1-3.

@@ -100,6 +100,12 @@ class CifarResNet(nn.Module):
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
+    def parts(self) -> list[nn.Module]:
+        """forward() as a sequence: stem, every block, head; composing them equals forward()."""
+        blocks = [blk for stage in (self.layer1, self.layer2, self.layer3) for blk in stage]
+        return [nn.Sequential(self.conv1, self.bn1, self.relu), *blocks,
+                nn.Sequential(self.avgpool, nn.Flatten(1), self.fc)]
+
 
 def check_widths(depth: int, widths: dict) -> None:
     n3 = 3 * blocks_per_stage(depth)

@@ -56,6 +56,10 @@ class VGG16(nn.Module):
         x = self.avgpool(self.features(x))  # (N, 512, 1, 1) for 32x32 inputs
         return self.classifier(torch.flatten(x, 1))
 
+    def parts(self) -> list[nn.Module]:
+        """forward() as a sequence: every feature layer, then the head; composing them equals forward()."""
+        return [*self.features, nn.Sequential(self.avgpool, nn.Flatten(1), self.classifier)]
+
 
 def channel_groups() -> list[ChannelGroup]:
     """Convs 1..12; scored at the ReLU, or after the max-pool that follows convs 2, 4, 7, 10."""
