@@ -96,6 +96,11 @@ def _channels_last(key, v):
 ENGINE = {"launcher": _launcher, "amp": _choice(*AMP_MODES), "channels_last": _channels_last, "compile": _bool,
           "sync_bn": _bool}
 
+def _batch_sizes(key, v):
+    if not isinstance(v, list) or not v or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in v):
+        raise ConfigError(f"{key}: must be a non-empty list of integers >= 1, got {v!r}")
+
+
 PATH_KEYS = ("data", "baseline", "features", "scores", "pruned", "finetuned", "metrics", "results")
 
 _RECIPE = {
@@ -115,6 +120,7 @@ SCHEMA: dict[str, Any] = {
     "train": _RECIPE,
     "features": {"num_images": _int(1), "batch_size": _int(1), "save_maps": _bool},
     "snpfi": {"calibration_images": _int(1), "permutations": _int(2), "ridge": _float(0, 1)},
+    "latency": {"batch_sizes": _batch_sizes, "warmup": _int(0), "repeats": _int(0)},
     "prune": {"criteria": _criteria, "settings": _settings},
     "finetune": _RECIPE,
 }
@@ -247,6 +253,7 @@ PAPER_SCHEMA: dict[str, Any] = {
     "tracking": SCHEMA["tracking"],
     "features": SCHEMA["features"],
     "snpfi": SCHEMA["snpfi"],
+    "latency": SCHEMA["latency"],
     "shared": _mapping,  # recipes and datasets for YAML anchors; checked where experiments use them
     "experiments": _mapping,
     "rows": _mapping,
@@ -294,6 +301,7 @@ def experiment_params(paper: dict, name: str) -> dict:
                   "results": paper["paths"]["results"]},
         "data": exp["data"], "model": exp["model"], "train": exp["train"],
         "features": copy.deepcopy(paper["features"]), "snpfi": paper["snpfi"],
+        "latency": paper["latency"],
         "prune": {"criteria": [PAPER_CRITERION], "settings": {r: spec["sparsity"] for r, spec in rows.items()}},
         "finetune": exp["finetune"],
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -19,19 +20,44 @@ STR_FIELDS = ("model", "criterion", "setting", "sparsity", "input_shape", "seeds
 FLOAT_FIELDS = ("baseline_top1", "top1_before_finetune", "top1", "top1_std", "top1_best")
 INT_FIELDS = ("params", "macs", "flops_paper", "baseline_params", "baseline_macs", "baseline_flops_paper")
 COUNTS = (("params", "Params"), ("macs", "MACs"), ("flops_paper", "FLOPs (paper)"))
-METHOD_NAMES = {"chip": "CHIP", "hrank": "HRank", "l1": "L1", "random": "Random", "baseline": "Baseline"}
+METHOD_NAMES = {"chip": "CHIP", "hrank": "HRank", "l1": "L1", "random": "Random", "snpfi": "SNPFI", "baseline": "Baseline"}
 MODEL_NAMES = {**{f"resnet{d}": f"ResNet-{d}" for d in (20, 32, 44, 56, 110)}, "vgg16": "VGG-16", "resnet50": "ResNet-50"}
 
 
+SPEEDUP = re.compile(r"speedup_(\w+)_b(\d+)")  # measured: baseline / pruned median latency
+
+
 def normalize(record: dict) -> dict:
-    """A record with exactly the report's fields, typed: str, float (top-1 in %), int (counts)."""
+    """A record with exactly the report's fields, typed: str, float (top-1 in %, speed-ups), int
+    (counts)."""
     missing = [k for k in (*STR_FIELDS, *FLOAT_FIELDS, *INT_FIELDS) if k not in record]
     if missing:
         raise PrunelabError(f"result record lacks {', '.join(missing)}")
     out = {k: str(record[k]) for k in STR_FIELDS}
     out.update({k: float(record[k]) for k in FLOAT_FIELDS})
     out.update({k: int(round(float(record[k]))) for k in INT_FIELDS})
+    out.update({k: float(v) for k, v in sorted(record.items()) if SPEEDUP.fullmatch(k)})
     return out
+
+
+def speedup_columns(df: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """[(device, [speedup column per batch size, ascending])] of the measured speed-ups in df."""
+    found: dict[str, list[tuple[int, str]]] = {}
+    for col in df.columns:
+        m = SPEEDUP.fullmatch(col)
+        if m:
+            found.setdefault(m.group(1), []).append((int(m.group(2)), col))
+    return [(device, [c for _, c in sorted(cols)]) for device, cols in sorted(found.items())]
+
+
+def _speedup_header(device: str, cols: list[str]) -> str:
+    batches = " / ".join(SPEEDUP.fullmatch(c).group(2) for c in cols)
+    return f"Speed-up, {device.upper() if device == 'cpu' else device} (batch {batches})"
+
+
+def _speedup_cell(r, cols: list[str]) -> str:
+    values = [getattr(r, c) for c in cols]
+    return " / ".join("–" if pd.isna(v) else f"{v:.2f}×" for v in values)
 
 
 def reduction(base: int, pruned: int) -> float:
@@ -50,6 +76,7 @@ def frame(records: list[dict]) -> pd.DataFrame:
         for key, _ in COUNTS:
             row.update({key: r[key], f"baseline_{key}": r[f"baseline_{key}"],
                         f"{key}_reduction_pct": reduction(r[f"baseline_{key}"], r[key])})
+        row.update({k: v for k, v in r.items() if SPEEDUP.fullmatch(k)})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -64,23 +91,31 @@ def _top1(r, pm: str = "±") -> str:
     return f"{r.pruned_top1:.2f}" if n == 1 else f"{r.pruned_top1:.2f} {pm} {r.pruned_top1_std:.2f} ({n} seeds)"
 
 
+LATENCY_NOTE = ("Speed-up: the baseline's median inference latency over the pruned network's, measured by the "
+                "evaluate stage (eval mode, warm-up excluded); a measurement, so it varies between runs.")
 SEEDS_NOTE = ("Where several seeds were run, pruned top-1 is their mean ± sample standard deviation "
               "(each seed fine-tunes the same pruned network); the paper reports the best run and its best epoch.")
 
 
-def _display_rows(df: pd.DataFrame, pct: str, pm: str = "±") -> list[list[str]]:
+def _display_rows(df: pd.DataFrame, pct: str, pm: str = "±", times: str = "×") -> list[list[str]]:
     rows = []
     for r in df.itertuples(index=False):
         cells = [MODEL_NAMES.get(r.model, r.model), METHOD_NAMES.get(r.criterion, r.criterion), r.sparsity,
                  f"{r.baseline_top1:.2f}", _top1(r, pm), f"{r.delta_top1:+.2f}"]
         for key, _ in COUNTS:
             cells.append(f"{_millions(getattr(r, key))} ({getattr(r, f'{key}_reduction_pct'):.1f}{pct})")
+        cells += [_speedup_cell(r, cols).replace("×", times) for _, cols in speedup_columns(df)]
         rows.append(cells)
     return rows
 
 
 HEADER = ["Model", "Method", "Sparsity", "Baseline top-1 (%)", "Pruned top-1 (%)", "Δ top-1"] + [
     f"{label} (↓%)" for _, label in COUNTS]
+
+
+def header(df: pd.DataFrame) -> list[str]:
+    """HEADER, then one measured speed-up column per device, right of the FLOPs reduction."""
+    return HEADER + [_speedup_header(d, cols) for d, cols in speedup_columns(df)]
 
 
 def _several_seeds(df: pd.DataFrame) -> bool:
@@ -92,8 +127,8 @@ def markdown(df: pd.DataFrame, title: str) -> str:
     lines = [f"# {title}", "",
              f"Input {shapes}. MACs: conv + linear multiply-accumulates. FLOPs (paper): CHIP's thop convention "
              "(MACs + conv bias + 2 per BatchNorm element + average pool). Top-1 of the final epoch."
-             + (f" {SEEDS_NOTE}" if _several_seeds(df) else ""), "",
-             "| " + " | ".join(HEADER) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(HEADER) - 3)) + "|"]
+             + (f" {SEEDS_NOTE}" if _several_seeds(df) else "") + (f" {LATENCY_NOTE}" if speedup_columns(df) else ""), "",
+             "| " + " | ".join(header(df)) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header(df)) - 3)) + "|"]
     for cells in _display_rows(df, "%"):
         cells[2] = f"`{cells[2]}`"
         lines.append("| " + " | ".join(cells) + " |")
@@ -105,10 +140,10 @@ def _tex_escape(s: str) -> str:
 
 
 def latex(df: pd.DataFrame, title: str) -> str:
-    header = [h.replace("Δ", r"$\Delta$").replace("↓", r"$\downarrow$").replace("%", r"\%") for h in HEADER]
-    lines = [f"% {title}", r"\begin{tabular}{lll" + "r" * (len(HEADER) - 3) + "}", r"\toprule",
-             " & ".join(header) + r" \\", r"\midrule"]
-    for cells in _display_rows(df, r"\%", r"$\pm$"):
+    cols = [h.replace("Δ", r"$\Delta$").replace("↓", r"$\downarrow$").replace("%", r"\%") for h in header(df)]
+    lines = [f"% {title}", r"\begin{tabular}{lll" + "r" * (len(cols) - 3) + "}", r"\toprule",
+             " & ".join(cols) + r" \\", r"\midrule"]
+    for cells in _display_rows(df, r"\%", r"$\pm$", r"$\times$"):
         cells[2] = r"\texttt{" + _tex_escape(cells[2]) + "}"
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]

@@ -1,5 +1,6 @@
-"""evaluate: top-1 of a fine-tuned network (mean and spread over its seeds), its counts, and
-their reductions against the baseline."""
+"""evaluate: top-1 of a fine-tuned network (mean and spread over its seeds), its counts and
+their reductions against the baseline, and the measured inference latency of both (CPU, and
+CUDA when present) with the speed-up."""
 
 import json
 import statistics
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from prunelab import checkpoint, config, counting, pipeline, report
 from prunelab.engine import evaluate
+from prunelab.latency import measure_latency
 
 
 def main() -> None:
@@ -33,8 +35,19 @@ def main() -> None:
     for key in ("params", "macs", "flops_paper"):
         record[f"baseline_{key}"] = baseline[key]
         record[f"{key}_reduction_pct"] = report.reduction(baseline[key], record[key])
+    lat = params["latency"]
+    if lat["repeats"]:
+        baseline_model = checkpoint.build(checkpoint.load(paths["baseline"]))
+        for device in ["cpu", *(["cuda"] if dev.type == "cuda" else [])]:
+            times = {name: measure_latency(m, shape, tuple(lat["batch_sizes"]), device, lat["warmup"], lat["repeats"])
+                     for name, m in (("baseline", baseline_model), ("pruned", model))}
+            for b in lat["batch_sizes"]:
+                base_ms, pruned_ms = times["baseline"][b]["median_ms"], times["pruned"][b]["median_ms"]
+                record.update({f"latency_{device}_b{b}_baseline_ms": base_ms, f"latency_{device}_b{b}_pruned_ms": pruned_ms,
+                               f"speedup_{device}_b{b}": base_ms / pruned_ms})
     strings = {k: v for k, v in record.items() if isinstance(v, str)}
-    with pipeline.stage_run(params, "evaluate", {"data": params["data"], "seeds": seeds}, net.name, strings) as run:
+    sections = {"data": params["data"], "seeds": seeds, "latency": lat}
+    with pipeline.stage_run(params, "evaluate", sections, net.name, strings) as run:
         run.log_metrics({k: v for k, v in record.items() if not isinstance(v, str)})
     pipeline.write_json(net.file(metrics_dir / "evaluate", ".json"), record)
 

@@ -15,6 +15,8 @@ SMALL = {
     "features.num_images": 64,
     "features.batch_size": 32,
     "prune.settings": {"r1": "[0.]+[0.15]*2+[0.4]*9", "r2": "[0.]+[0.4]*2+[0.5]*3+[0.6]*3+[0.7]*3"},
+    "prune.criteria": ["chip"],
+    "latency.repeats": 0,  # timings differ between runs; test_latency_is_measured_and_tabulated turns them on
 }
 ALL_STAGES = {"train_baseline", "extract_features", "score@chip", *(f"{s}@chip-{r}" for s in ("prune", "finetune", "evaluate")
                                                                         for r in ("r1", "r2")), "report"}
@@ -109,3 +111,15 @@ def test_a_finetune_param_reruns_only_finetune_and_what_follows(project):
     r = dvc(project, "repro")
     assert ran(r.stdout) == {"finetune@chip-r1", "finetune@chip-r2", "evaluate@chip-r1", "evaluate@chip-r2", "report"}
 
+
+
+def test_latency_is_measured_and_tabulated(project):
+    edit_params(project, **{"latency.repeats": 3, "latency.warmup": 1, "latency.batch_sizes": [1, 32]})
+    r = dvc(project, "repro")
+    assert ran(r.stdout) == {"evaluate@chip-r1", "evaluate@chip-r2", "report"}
+    rec = json.loads((project / "results/metrics/evaluate/chip-r2.json").read_text())
+    for b in (1, 32):
+        base, pruned = rec[f"latency_cpu_b{b}_baseline_ms"], rec[f"latency_cpu_b{b}_pruned_ms"]
+        assert 0 < base and 0 < pruned and rec[f"speedup_cpu_b{b}"] == base / pruned
+    header = next(line for line in (project / "results/table.md").read_text().splitlines() if line.startswith("| Model"))
+    assert header.endswith("| Speed-up, CPU (batch 1 / 32) |")

@@ -35,3 +35,15 @@ def test_readme_count_examples_print_what_the_readme_says(capsys):
     for command, expected in examples:
         cli.main(shlex.split(command)[1:])
         assert json.loads(capsys.readouterr().out) == json.loads(expected), command
+
+
+def test_readme_states_chip_against_random_before_finetuning_at_r2_from_the_results():
+    """Issue: at a high sparsity, top-1 before fine-tuning of CHIP against random, stated honestly."""
+    readme = (ROOT / "README.md").read_text()
+    m = re.search(r"At r2, before fine-tuning, CHIP keeps ([\d.]+)% top-1 and random ([\d.]+)%: (CHIP beats random|"
+                  r"CHIP does not beat random)", readme)
+    assert m, "README lacks the CHIP-vs-random statement"
+    top1 = {c: json.loads((ROOT / "results" / "metrics" / "prune" / f"{c}-r2.json").read_text())["top1_before_finetune"]
+            for c in ("chip", "random")}
+    assert (float(m.group(1)), float(m.group(2))) == (round(top1["chip"], 2), round(top1["random"], 2))
+    assert m.group(3) == ("CHIP beats random" if top1["chip"] > top1["random"] else "CHIP does not beat random")

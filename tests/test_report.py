@@ -74,3 +74,18 @@ def test_paper_table_puts_the_papers_top1_beside_ours(tmp_path):
     assert "| VGG-16 | `[0.5]*12` | 93.26 | 94.16 | +0.90 | – |" in md  # no such row in the paper
     assert r"93.26 $\to$ 94.16" in out["table.tex"].read_text()
     assert out["table.csv"].read_text().splitlines()[0].endswith("paper_baseline_top1,paper_pruned_top1")
+
+
+def test_measured_speedups_get_a_column_per_device_next_to_the_flops(tmp_path):
+    r = record(speedup_cpu_b1=1.5, speedup_cpu_b256=1.8234, latency_cpu_b1_baseline_ms=3.0)
+    out = report.write_tables([r, record(setting="r2")], tmp_path)
+    md = out["table.md"].read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| Model"))
+    assert header.endswith("| FLOPs (paper) (↓%) | Speed-up, CPU (batch 1 / 256) |")
+    assert "| 1.50× / 1.82× |" in md and "| – / – |" in md and "median inference latency" in md
+    assert r"1.50$\times$ / 1.82$\times$" in out["table.tex"].read_text()
+    as_mlflow = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in r.items()}
+    again = report.write_tables([as_mlflow, record(setting="r2")], tmp_path / "again")
+    assert again["table.md"].read_bytes() == out["table.md"].read_bytes()
+    assert "speedup_cpu_b256" in out["table.csv"].read_text().splitlines()[0]
+    assert "Speed-up" not in report.write_tables([record()], tmp_path / "none")["table.md"].read_text()
