@@ -253,6 +253,10 @@ PAPER_HEADER = ["Model", "Sparsity", "Baseline top-1 (%)", "Pruned top-1 (%)", "
                 "Paper: baseline → pruned top-1", "Params (↓%)", "MACs (↓%)", "FLOPs, paper convention (↓%)"]
 
 
+def paper_header(df: pd.DataFrame) -> list[str]:
+    return PAPER_HEADER + [_speedup_header(d, cols) for d, cols in speedup_columns(df)]
+
+
 def paper_frame(records: list[dict]) -> pd.DataFrame:
     """frame() plus, per row, the top-1 the paper reports for the same model and sparsity (NaN
     where the paper has no such row)."""
@@ -265,13 +269,14 @@ def paper_frame(records: list[dict]) -> pd.DataFrame:
     return df
 
 
-def _paper_rows(df: pd.DataFrame, pct: str, pm: str, arrow: str) -> list[list[str]]:
+def _paper_rows(df: pd.DataFrame, pct: str, pm: str, arrow: str, times: str = "×") -> list[list[str]]:
     rows = []
     for r in df.itertuples(index=False):
         paper = "–" if pd.isna(r.paper_pruned_top1) else f"{r.paper_baseline_top1:.2f} {arrow} {r.paper_pruned_top1:.2f}"
         cells = [MODEL_NAMES.get(r.model, r.model), r.sparsity, f"{r.baseline_top1:.2f}", _top1(r, pm),
                  f"{r.delta_top1:+.2f}", paper]
         cells += [f"{_millions(getattr(r, k))} ({getattr(r, f'{k}_reduction_pct'):.1f}{pct})" for k, _ in COUNTS]
+        cells += [_speedup_cell(r, cols).replace("×", times) for _, cols in speedup_columns(df)]
         rows.append(cells)
     return rows
 
@@ -283,8 +288,10 @@ def paper_markdown(df: pd.DataFrame, title: str) -> str:
              "fine-tuned networks, top-1 of the final epoch; the paper's reported top-1 beside ours (the paper reports "
              "the best of several runs and the best epoch). Counts are computed from the architectures: MACs (conv + "
              "linear multiply-accumulates) and CHIP's thop convention (MACs + conv bias + 2 per BatchNorm element + "
-             "average pool), each against its own baseline." + (f" {SEEDS_NOTE}" if _several_seeds(df) else ""), "",
-             "| " + " | ".join(PAPER_HEADER) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(PAPER_HEADER) - 2)) + "|"]
+             "average pool), each against its own baseline." + (f" {SEEDS_NOTE}" if _several_seeds(df) else "")
+             + (f" {LATENCY_NOTE}" if speedup_columns(df) else ""), "",
+             "| " + " | ".join(paper_header(df)) + " |",
+             "|" + "|".join(["---"] * 2 + ["---:"] * (len(paper_header(df)) - 2)) + "|"]
     for cells in _paper_rows(df, "%", "±", "→"):
         cells[1] = f"`{cells[1]}`"
         lines.append("| " + " | ".join(cells) + " |")
@@ -293,10 +300,10 @@ def paper_markdown(df: pd.DataFrame, title: str) -> str:
 
 def paper_latex(df: pd.DataFrame, title: str) -> str:
     header = [h.replace("Δ", r"$\Delta$").replace("↓", r"$\downarrow$").replace("→", r"$\to$").replace("%", r"\%")
-              for h in PAPER_HEADER]
-    lines = [f"% {title}", r"\begin{tabular}{ll" + "r" * (len(PAPER_HEADER) - 2) + "}", r"\toprule",
+              for h in paper_header(df)]
+    lines = [f"% {title}", r"\begin{tabular}{ll" + "r" * (len(header) - 2) + "}", r"\toprule",
              " & ".join(header) + r" \\", r"\midrule"]
-    for cells in _paper_rows(df, r"\%", r"$\pm$", r"$\to$"):
+    for cells in _paper_rows(df, r"\%", r"$\pm$", r"$\to$", r"$\times$"):
         cells[1] = r"\texttt{" + _tex_escape(cells[1]) + "}"
         cells[5] = cells[5].replace("–", "--")
         lines.append(" & ".join(cells) + r" \\")

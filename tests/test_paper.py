@@ -54,6 +54,7 @@ def test_an_experiment_resolves_to_the_default_pipelines_params(paper_params):
     assert smoke["paths"]["data"] == "runs/smoke-data/imagenet"
     assert smoke["model"]["pretrained"] == "runs/smoke-data/resnet50-weights.pth"
     assert smoke["train"]["epochs"] == smoke["finetune"]["epochs"] == 1 and smoke["features"]["num_images"] == 8
+    assert smoke["latency"]["batch_sizes"] == [1, 2]
     assert paper_params["experiments"]["resnet50"]["finetune"]["epochs"] == 180  # the file's params untouched
 
 
@@ -111,12 +112,13 @@ def test_smoke_mode_reproduces_every_row(tmp_path, paper_params):
         reported = paper.reported_top1(row["model"], row["sparsity"])
         assert reported and float(row["paper_pruned_top1"]) == reported[1]
         assert row["seeds"] == "0 1" and len(row["pruned_top1_per_seed"].split()) == 2
+        assert float(row["speedup_cpu_b2"]) > 0  # latency measured (wiring only in smoke mode)
         if row["model"] != "resnet50":  # CIFAR input and classes: the paper's counts exactly
             counts = paper.row_counts(row["model"], row["sparsity"])
             assert {k: int(row[k]) for k in counts} == counts, row["setting"]
     md = (results / "table.md").read_text()
     assert "smoke mode" in md and "mean ± sample standard deviation" in md and "94.50" in md
-    assert "the paper reports the best run" in md
+    assert "the paper reports the best run" in md and "Speed-up, CPU (batch 1 / 2)" in md
     assert "Running stage" not in dvc(project, "repro", "paper/dvc.yaml").stdout
     before = {p.name: p.read_bytes() for p in results.iterdir()}
     subprocess.run([str(BIN / "prunelab"), "table", "--from-mlflow"], cwd=project / "paper", env=env(project), check=True,
