@@ -58,12 +58,11 @@ def _records(params: dict, from_mlflow: bool) -> list[dict]:
     return report.records_from_files([n.file(metrics_dir, ".json") for n in nets])
 
 
-def write_table(params_path: str | Path = "params.yaml", from_mlflow: bool = False) -> dict:
+def write_table(params: dict, from_mlflow: bool = False) -> dict:
     """Rebuild the results tables from the evaluate metric files or from MLflow: the default
-    pipeline's results/, or the paper pipeline's (a params file with experiments:)."""
-    raw = config.read(params_path)
-    if config.is_paper(raw):
-        paper = config.load_paper(params_path)
+    pipeline's results/, or the paper pipeline's (params from config.load_any)."""
+    if config.is_paper(params):
+        paper = params
         records = []
         for name in paper["experiments"]:
             params = config.experiment_params(paper, name)
@@ -71,12 +70,11 @@ def write_table(params_path: str | Path = "params.yaml", from_mlflow: bool = Fal
                 records += _records(params, from_mlflow)
         title = "CHIP, reproduced" + (" (smoke mode: synthetic data, not results)" if paper["smoke"] else "")
         return report.write_paper_tables(records, paper["paths"]["results"], title)
-    params = config.load_params(params_path)
     return report.write_tables(_records(params, from_mlflow), params["paths"]["results"], TITLE)
 
 
 def table_command(args: argparse.Namespace) -> None:
-    written = write_table(args.params, args.from_mlflow)
+    written = write_table(config.load_any(args.params), args.from_mlflow)
     for path in written.values():
         print(path)
 

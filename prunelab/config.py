@@ -167,15 +167,14 @@ def read(path: str | Path) -> dict:
 
 def load_params(path: str | Path = "params.yaml", experiment: str | None = None) -> dict:
     """Validated params of the default pipeline, or of one experiment of a paper params file."""
-    raw = read(path)
-    if is_paper(raw):
-        _validate_paper(raw)
+    params = load_any(path)
+    if is_paper(params):
         if experiment is None:
-            raise ConfigError(f"{path}: a paper params file; pass --experiment ({', '.join(raw['experiments'])})")
-        return experiment_params(raw, experiment)
+            raise ConfigError(f"{path}: a paper params file; pass --experiment ({', '.join(params['experiments'])})")
+        return experiment_params(params, experiment)
     if experiment is not None:
         raise ConfigError(f"--experiment: {path} has no experiments: (the paper pipeline's params live in paper/)")
-    return validate(raw)
+    return params
 
 
 def params_hash(params: dict) -> str:
@@ -260,7 +259,7 @@ PAPER_SCHEMA: dict[str, Any] = {
 }
 
 
-def _validate_paper(paper: dict) -> None:
+def validate_paper(paper: dict) -> None:
     _validate(paper, PAPER_SCHEMA, "")
     if not paper["experiments"]:
         raise ConfigError("experiments: must name at least one experiment")
@@ -327,8 +326,17 @@ def load_paper(path: str | Path) -> dict:
     paper = read(path)
     if not is_paper(paper):
         raise ConfigError(f"{path}: not a paper params file (no experiments:)")
-    _validate_paper(paper)
+    validate_paper(paper)
     return paper
+
+
+def load_any(path: str | Path) -> dict:
+    """A validated params file as it is: the default pipeline's, or a paper file (is_paper)."""
+    raw = read(path)
+    if is_paper(raw):
+        validate_paper(raw)
+        return raw
+    return validate(raw)
 
 
 def run_stage(main: Callable[[], None]) -> None:

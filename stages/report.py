@@ -7,8 +7,8 @@ from prunelab.cli import write_table
 
 
 def main() -> None:
-    params = config.read("params.yaml")
-    written = write_table("params.yaml")
+    params = config.load_any("params.yaml")
+    written = write_table(params)
     section = "rows" if config.is_paper(params) else "prune"
     t = params["tracking"]
     with tracking.stage_run("report", t["uri"], t["experiment"], {section: params[section]},

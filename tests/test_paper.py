@@ -67,7 +67,7 @@ def test_an_experiment_resolves_to_the_default_pipelines_params(paper_params):
 def test_bad_paper_params_are_named(paper_params, edit, message):
     bad = {**paper_params, **edit}
     with pytest.raises(PrunelabError, match=re.escape(message)):
-        config._validate_paper(bad)
+        config.validate_paper(bad)
         for name in bad["experiments"]:
             config.experiment_params(bad, name)
 
