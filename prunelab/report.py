@@ -92,7 +92,8 @@ def _top1(r, pm: str = "±") -> str:
 
 
 LATENCY_NOTE = ("Speed-up: the baseline's median inference latency over the pruned network's, measured by the "
-                "evaluate stage (eval mode, warm-up excluded); a measurement, so it varies between runs.")
+                "evaluate stage (eval mode, warm-up excluded, the two networks' passes interleaved); a "
+                "measurement, so it varies between runs.")
 SEEDS_NOTE = ("Where several seeds were run, pruned top-1 is their mean ± sample standard deviation "
               "(each seed fine-tunes the same pruned network); the paper reports the best run and its best epoch.")
 

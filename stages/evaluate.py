@@ -1,6 +1,6 @@
 """evaluate: top-1 of a fine-tuned network (mean and spread over its seeds), its counts and
 their reductions against the baseline, and the measured inference latency of both (CPU, and
-CUDA when present) with the speed-up."""
+CUDA when present, with engine.amp and engine.channels_last as in training) with the speed-up."""
 
 import json
 import statistics
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prunelab import checkpoint, config, counting, pipeline, report
 from prunelab.engine import evaluate
-from prunelab.latency import measure_latency
+from prunelab.latency import compare_latency
 
 
 def main() -> None:
@@ -39,8 +39,8 @@ def main() -> None:
     if lat["repeats"]:
         baseline_model = checkpoint.build(checkpoint.load(paths["baseline"]))
         for device in ["cpu", *(["cuda"] if dev.type == "cuda" else [])]:
-            times = {name: measure_latency(m, shape, tuple(lat["batch_sizes"]), device, lat["warmup"], lat["repeats"])
-                     for name, m in (("baseline", baseline_model), ("pruned", model))}
+            times = compare_latency({"baseline": baseline_model, "pruned": model}, shape, tuple(lat["batch_sizes"]),
+                                    device, lat["warmup"], lat["repeats"], **pipeline.eval_accel(params))
             for b in lat["batch_sizes"]:
                 base_ms, pruned_ms = times["baseline"][b]["median_ms"], times["pruned"][b]["median_ms"]
                 record.update({f"latency_{device}_b{b}_baseline_ms": base_ms, f"latency_{device}_b{b}_pruned_ms": pruned_ms,

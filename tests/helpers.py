@@ -8,10 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+# Every device this machine has: tests parametrized over it run on the CPU everywhere (CI) and on
+# CUDA too where there is a GPU, against the same references.
+DEVICES = [pytest.param(torch.device("cpu"), id="cpu")] + (
+    [pytest.param(torch.device("cuda"), id="cuda")] if torch.cuda.is_available() else [])
 
 
 def copy_project(dst: Path, **overrides) -> Path:

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from helpers import DEVICES
 
 from prunelab import models
 from prunelab.criteria import channel_independence, channel_independence_per_image
@@ -14,29 +15,35 @@ def naive_ci(fmaps: torch.Tensor) -> torch.Tensor:
     return channel_independence_reference(fmaps)
 
 
-def assert_close_to_reference(fmaps):
+def assert_close_to_reference(fmaps, device=torch.device("cpu")):
+    """Our scores, computed on `device`, against the literal definition on the CPU."""
     ref = naive_ci(fmaps)
-    got = channel_independence_per_image(fmaps).double()
-    err = (got - ref).abs().max() / ref.abs().max()
+    on_device = fmaps.to(device)
+    got = channel_independence_per_image(on_device)
+    assert got.device.type == device.type
+    err = (got.double().cpu() - ref).abs().max() / ref.abs().max()
     assert err <= 1e-6, f"max error {err:.2e} of the largest score"
-    assert torch.allclose(channel_independence(fmaps).double(), ref.mean(0), rtol=0, atol=1e-6 * ref.abs().max().item())
+    assert torch.allclose(channel_independence(on_device).double().cpu(), ref.mean(0), rtol=0,
+                          atol=1e-6 * ref.abs().max().item())
 
 
 @pytest.mark.parametrize("shape", [(3, 8, 4, 4), (3, 16, 4, 4), (3, 24, 4, 4), (2, 64, 2, 2), (2, 6, 8, 8),
                                    (2, 64, 8, 8)],
                          ids=["C<HW", "C=HW", "C>HW", "C>>HW", "C<<HW", "resnet56-stage3"])
-def test_matches_naive_definition_on_random_maps(shape):
+@pytest.mark.parametrize("device", DEVICES)
+def test_matches_naive_definition_on_random_maps(shape, device):
     torch.manual_seed(0)
-    assert_close_to_reference(torch.relu(torch.randn(shape)))
+    assert_close_to_reference(torch.relu(torch.randn(shape)), device)
 
 
-def test_zero_channels_score_zero_and_rank_deficient_maps():
+@pytest.mark.parametrize("device", DEVICES)
+def test_zero_channels_score_zero_and_rank_deficient_maps(device):
     torch.manual_seed(1)
     low_rank = torch.randn(2, 12, 2) @ torch.randn(2, 2, 16)  # (2, 12, 16): rank 2
     fmaps = low_rank.reshape(2, 12, 4, 4).clone()
     fmaps[:, 3] = 0
-    assert_close_to_reference(fmaps)
-    assert channel_independence(fmaps)[3].abs() < 1e-9
+    assert_close_to_reference(fmaps, device)
+    assert channel_independence(fmaps.to(device))[3].abs() < 1e-9
 
 
 @pytest.fixture(scope="module")

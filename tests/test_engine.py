@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from helpers import DEVICES
 
 from prunelab.data import Loader, load_digits
 from prunelab.engine import Recipe, evaluate, fit, lr_at
@@ -43,11 +44,12 @@ def small_cnn(in_channels: int = 1) -> torch.nn.Sequential:
         torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10))
 
 
-def digits_loaders():
-    """400 training images in batches of 50 (8 steps an epoch), the 360 test images."""
+def digits_loaders(device: torch.device = torch.device("cpu")):
+    """400 training images in batches of 50 (8 steps an epoch), the 360 test images, held on `device`."""
     s = load_digits()
-    return (Loader(s.x_train[:400], s.y_train[:400], s.mean, s.std, 50, shuffle=True, augment=s.augment, seed=0),
-            Loader(s.x_test, s.y_test, s.mean, s.std, 500))
+    return (Loader(s.x_train[:400], s.y_train[:400], s.mean, s.std, 50, device, shuffle=True, augment=s.augment,
+                   seed=0),
+            Loader(s.x_test, s.y_test, s.mean, s.std, 500, device))
 
 
 def reference_fit(model, train, test, recipe: Recipe) -> dict:
@@ -108,6 +110,25 @@ def test_channels_last_on_cpu_trains_to_the_same_losses():
     test = digits_loaders()[1]
     assert evaluate(nhwc, test, cpu, channels_last=True) == pytest.approx(evaluate(nhwc, test, cpu), abs=1e-5)
     assert all(p.is_contiguous() for p in nhwc.parameters())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_automatic_speed_options_train_close_to_float32_on_the_cpu(device):
+    # "auto" is float32 NCHW on the CPU and bf16 autocast + channels_last on CUDA, with the
+    # data held and augmented on the device; the same batches, so the same curve up to rounding
+    recipe = Recipe(epochs=8, lr=0.2, warmup_epochs=0.5, label_smoothing=0.1)  # float32 on the CPU: 50.8% top-1
+    want = reference_fit(small_cnn(), *digits_loaders(), recipe)
+    model = small_cnn()
+    got = fit(model, *digits_loaders(device), recipe, device)
+    # bf16 rounding makes 64 steps drift apart a little; a broken path (wrong normalisation,
+    # crops, memory format) stays near chance (10%, loss 2.3)
+    assert math.isfinite(got["train_loss"]) and abs(got["train_loss"] - want["train_loss"]) < 0.1, (got, want)
+    assert abs(got["top1"] - want["top1"]) < 10 and got["top1"] > 35, (got, want)
+    for name, p in model.state_dict().items():
+        assert p.device.type == device.type and p.is_contiguous(), name
+        assert p.dtype in (torch.float32, torch.int64), f"{name}: {p.dtype}"  # weights stay float32 under autocast
+    on_cpu = evaluate(copy.deepcopy(model).cpu(), digits_loaders()[1], torch.device("cpu"))
+    assert evaluate(model, digits_loaders(device)[1], device)["top1"] == pytest.approx(on_cpu["top1"], abs=3)
 
 
 def test_bf16_autocast_on_cpu_runs_and_stays_close():

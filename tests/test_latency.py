@@ -2,9 +2,10 @@ import math
 
 import pytest
 import torch
+from helpers import DEVICES
 from torch import nn
 
-from prunelab.latency import measure_latency
+from prunelab.latency import compare_latency, measure_latency
 
 
 @pytest.fixture(autouse=True)
@@ -24,18 +25,20 @@ def conv_net(width: int) -> nn.Sequential:
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10))
 
 
-def test_latencies_are_positive_finite_and_ordered_and_the_mode_is_restored():
+@pytest.mark.parametrize("device", DEVICES)
+def test_latencies_are_positive_finite_and_ordered_and_the_mode_is_restored(device):
     model = conv_net(32).train()
-    got = measure_latency(model, (3, 32, 32), batch_sizes=(1, 64), warmup=2, repeats=9)
+    got = measure_latency(model, (3, 32, 32), batch_sizes=(1, 64), device=device, warmup=2, repeats=9)
     assert list(got) == [1, 64]
     for stats in got.values():
         assert set(stats) == {"median_ms", "p10_ms", "p25_ms", "p75_ms", "p90_ms", "iqr_ms"}
         assert all(math.isfinite(v) and v >= 0 for v in stats.values()) and stats["median_ms"] > 0
         assert stats["p10_ms"] <= stats["p25_ms"] <= stats["median_ms"] <= stats["p75_ms"] <= stats["p90_ms"]
         assert stats["iqr_ms"] == pytest.approx(stats["p75_ms"] - stats["p25_ms"])
-    # 64 images cost far more than one: a generous margin, the true ratio is tens
-    assert got[64]["median_ms"] > 3 * got[1]["median_ms"]
-    assert model.training
+    if device.type == "cpu":  # on a GPU both batches are a few kernel launches: no such ratio
+        # 64 images cost far more than one: a generous margin, the true ratio is tens
+        assert got[64]["median_ms"] > 3 * got[1]["median_ms"]
+    assert model.training and next(model.parameters()).device.type == device.type
 
 
 def test_a_model_with_16x_the_work_is_measurably_slower():
@@ -55,6 +58,56 @@ def test_inference_runs_without_autograd_in_eval_mode():
 
     measure_latency(Probe(), (2, 4, 4), batch_sizes=(3,), warmup=1, repeats=2)
     assert seen == [(False, False, True, (3, 2, 4, 4))] * 3  # 1 warm-up + 2 timed
+
+
+def test_models_compared_are_timed_interleaved_on_the_same_input():
+    calls = []
+
+    class Probe(nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def forward(self, x):
+            calls.append((self.name, x.sum().item()))
+            return x
+
+    got = compare_latency({"a": Probe("a"), "b": Probe("b")}, (2, 4, 4), batch_sizes=(3,), warmup=1, repeats=3)
+    # warm-up each, then alternating order: a slow spell of the machine hits both alike
+    assert [name for name, _ in calls] == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    assert len({total for _, total in calls}) == 1  # one input for all
+    assert set(got) == {"a", "b"} and set(got["a"]) == {3} and got["a"][3]["median_ms"] > 0
+    with pytest.raises(ValueError, match="models: expected at least one"):
+        compare_latency({}, (2, 4, 4))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_speed_options_time_a_bf16_nhwc_forward_and_hand_the_model_back(device):
+    seen = []
+
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+        def forward(self, x):
+            out = self.conv(x)
+            seen.append((x.is_contiguous(memory_format=torch.channels_last), self.conv.weight.is_contiguous(),
+                         out.dtype))
+            return out
+
+    probe = Probe()
+    measure_latency(probe, (3, 8, 8), batch_sizes=(4,), device=device, warmup=0, repeats=2, amp="bf16",
+                    channels_last=True)
+    assert seen == [(True, False, torch.bfloat16)] * 2
+    assert probe.conv.weight.is_contiguous() and probe.conv.weight.dtype == torch.float32
+    seen.clear()
+    measure_latency(probe, (3, 8, 8), batch_sizes=(4,), device=device, warmup=0, repeats=1, amp="auto",
+                    channels_last="auto")  # auto: off on the CPU, on for CUDA
+    cuda = device.type == "cuda"
+    assert seen == [(cuda, not cuda, torch.bfloat16 if cuda else torch.float32)]
+    with pytest.raises(ValueError, match="amp: unknown mode 'fp8'"):
+        measure_latency(probe, (3, 8, 8), device=device, amp="fp8")
 
 
 @pytest.mark.parametrize("kwargs, message", [
