@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check in one command: the CUDA variants of the tests, then the training-speed and
-# CHIP-scoring benchmarks on the GPU. A rented or lent GPU is paid by the minute, so nothing
-# here waits on anything else; each step's output is also saved under $OUT (or gpu-results/).
+# CHIP-scoring benchmarks on the GPU. GPU time is scarce, so a failing step does not stop the
+# ones after it; each step's output is also saved under $OUT (or gpu-results/).
 #
 #   bash benchmarks/gpu.sh            # from the repository root, with torch, torchvision, numpy,
 #                                     # scikit-learn, tqdm, pyyaml and pytest installed

@@ -21,15 +21,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from prunelab import checkpoint  # noqa: E402
+from prunelab.latency import compare_latency  # noqa: E402
 
 
 def one_run(args) -> dict[int, float]:
     """{batch: baseline median ms / pruned median ms} of one measurement in this process."""
-    sys.path.insert(0, str(ROOT))
-    from prunelab import checkpoint
-    from prunelab.latency import compare_latency
-
     base, pruned = (checkpoint.load(p) for p in (args.baseline, args.pruned))
     if (base["in_channels"], base["num_classes"]) != (pruned["in_channels"], pruned["num_classes"]):
         raise SystemExit("error: --baseline and --pruned take different inputs or classes")

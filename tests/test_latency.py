@@ -122,3 +122,28 @@ def test_bad_arguments_are_refused_with_the_argument_named(kwargs, message):
     args = {"input_shape": (3, 8, 8), **kwargs}
     with pytest.raises(ValueError, match=message):
         measure_latency(nn.Identity(), **args)
+
+
+def test_latency_spread_benchmark_repeats_the_measurement_in_fresh_processes(tmp_path):
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from prunelab import checkpoint, models
+
+    ckpt = tmp_path / "net.pt"
+    checkpoint.save(ckpt, models.build_model("resnet20", in_channels=1), "resnet20", models.default_widths("resnet20"),
+                    1, 10)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "latency_spread.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, str(script), "--baseline", str(ckpt), "--pruned", str(ckpt), "--runs", "2",
+                        "--batch-sizes", "1", "2", "--repeats", "3", "--warmup", "1"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    assert len(re.findall(r"^run \d: batch 1: [\d.]+x  batch 2: [\d.]+x$", r.stdout, re.M)) == 2, r.stdout
+    assert re.search(r"batch 2: speed-up min [\d.]+x, median [\d.]+x, max [\d.]+x", r.stdout), r.stdout
+    r = subprocess.run([sys.executable, str(script), "--baseline", str(ckpt), "--pruned",
+                        str(tmp_path / "missing.pt")], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 2 and "no checkpoint at" in r.stderr and "missing.pt" in r.stderr
