@@ -38,7 +38,9 @@ def channel_statistics(model: nn.Module, batches: Iterable[tuple[torch.Tensor, t
 
     One forward pass per batch feeds every layer; each map is reduced inside its hook, so memory
     holds one batch of one layer's map at a time, whatever num_images is. The model runs in eval
-    mode. Returns {layer: {statistic: (C,) float64 tensor on the CPU}}.
+    mode. Returns {layer: {statistic: (C,) float64 tensor on the CPU}}. A fully connected
+    layer's output (N, C) is read as C maps of 1 x 1: CHIP's nuclear norm is then the length of
+    the C-vector, HRank's rank is 1 where the unit is active and 0 where it is not.
     If a `maps` dict is given, it also receives every raw map, {layer: (num_images, C, H, W)}
     on the CPU (memory then grows with num_images: only when asked for).
     """
@@ -48,6 +50,8 @@ def channel_statistics(model: nn.Module, batches: Iterable[tuple[torch.Tensor, t
     batches_of_maps: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
 
     def reduce(name: str, out: torch.Tensor) -> None:
+        if out.ndim == 2:
+            out = out[:, :, None, None]  # (N, C) -> (N, C, 1, 1)
         if maps is not None:
             batches_of_maps[name].append(out.detach().cpu())
         for stat, fn in statistics.items():

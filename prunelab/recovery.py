@@ -102,9 +102,13 @@ def load_matrix(module: nn.Module, w: torch.Tensor) -> None:
 
 @contextmanager
 def _capture(module: nn.Module, into: dict, key: str, output: bool) -> Iterator[None]:
-    """Store the module's output (or its input) of the next forward in into[key]."""
+    """Store the module's output (or its input) of the next forward in into[key].
+
+    The output is copied: a later layer of the same part may work on it in place (AlexNet's
+    classifier part fc1 - ReLU(inplace) would otherwise hand back fc1's output after the ReLU).
+    """
     if output:
-        handle = module.register_forward_hook(lambda _m, _i, out: into.__setitem__(key, out))
+        handle = module.register_forward_hook(lambda _m, _i, out: into.__setitem__(key, out.clone()))
     else:
         handle = module.register_forward_pre_hook(lambda _m, args: into.__setitem__(key, args[0]))
     try:

@@ -39,14 +39,27 @@ def keep_indices(arch: str, widths: dict, scores: dict[str, torch.Tensor], rates
     return keep
 
 
+def input_columns(keep: torch.Tensor, channels: int, in_features: int) -> torch.Tensor:
+    """Kept input columns of a consumer reading `channels` channels at P = in_features / channels
+    positions each, flattened channel-major as torch.flatten(x, 1) does on (N, C, H, W): channel c
+    is columns c*P .. c*P + P-1. A conv (P = 1) keeps `keep` itself; AlexNet's fc1 has P = 4."""
+    positions, rest = divmod(in_features, channels)
+    if rest or not positions:
+        raise ValueError(f"a consumer with {in_features} inputs cannot read {channels} channels")
+    return (keep[:, None] * positions + torch.arange(positions)).flatten()  # (K*P,)
+
+
 def prune(model: nn.Module, arch: str, widths: dict, keep: dict[str, torch.Tensor],
           in_channels: int, num_classes: int) -> tuple[nn.Module, dict]:
     """A new, smaller model holding exactly the kept channels, and its widths.
 
-    Every producer's output-channel tensors (conv weight, conv bias, BN weight, bias, running
-    mean and variance) and every consumer's input-channel weights are index-selected; all other
-    tensors are copied unchanged.
+    Every producer's output-channel tensors (conv or linear weight and bias, BN weight, bias,
+    running mean and variance; a depthwise conv is a producer: dim 0 of its (C, 1, kh, kw) weight)
+    and every consumer's input-channel weights (the columns of those channels, input_columns) are
+    index-selected; all other tensors are copied unchanged. A depthwise conv's `groups` and
+    channel counts follow from the new widths when the model is rebuilt.
     """
+    source = model.state_dict()
     out_idx: dict[str, torch.Tensor] = {}
     in_idx: dict[str, torch.Tensor] = {}
     new_widths = copy.deepcopy(widths)
@@ -54,13 +67,14 @@ def prune(model: nn.Module, arch: str, widths: dict, keep: dict[str, torch.Tenso
         if group.name not in keep:
             continue
         idx = keep[group.name].long().cpu()
+        width = models.get_width(widths, group.width_key)
         for name in group.producers:
             out_idx[name] = idx
         for name in group.consumers:
-            in_idx[name] = idx
+            in_idx[name] = input_columns(idx, width, source[f"{name}.weight"].shape[1])
         models.set_width(new_widths, group.width_key, idx.numel())
     state = {}
-    for key, tensor in model.state_dict().items():
+    for key, tensor in source.items():
         module, _, leaf = key.rpartition(".")
         t = tensor.detach().cpu()
         if module in out_idx and t.ndim >= 1:

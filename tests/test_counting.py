@@ -38,7 +38,7 @@ def example_rates(arch: str) -> list[float]:
 @pytest.mark.parametrize("pruned", [False, True])
 def test_macs_are_half_of_torch_flop_counter(arch, pruned):
     widths = models.pruned_widths(arch, example_rates(arch)) if pruned else None
-    shapes = {"vgg16": [(3, 32, 32)], "resnet50": [(3, 224, 224), (1, 64, 64)]}.get(arch, [(3, 32, 32), (1, 8, 8)])
+    shapes = {"vgg16": [(3, 32, 32)], "resnet50": [(3, 224, 224), (1, 64, 64)], "alexnet": [(3, 32, 32), (1, 28, 28)]}.get(arch, [(3, 32, 32), (1, 8, 8)])
     for shape in shapes:
         m = models.build_model(arch, widths, in_channels=shape[0]).eval()
         with FlopCounterMode(display=False) as fc:
@@ -87,3 +87,17 @@ def test_cli_count_bad_input_exits_2(argv, culprit, capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1 and culprit in captured.err
+
+
+@pytest.mark.parametrize("arch", ["resnet20", "vgg16", "resnet50"])  # every kind of module the counter sees
+@pytest.mark.parametrize("pruned", [False, True])
+def test_flops_paper_is_the_thop_convention_s_definition(arch, pruned):
+    """flops_paper against tests/oracles.py's reading of PAPER.md's convention (torch's FLOP counter
+    for the MACs, plus the bias, BatchNorm and average-pool terms), on every architecture: VGG's
+    conv biases and classifier BatchNorm1d included."""
+    import oracles
+
+    widths = models.pruned_widths(arch, example_rates(arch)) if pruned else None
+    shape = (3, 64, 64) if arch == "resnet50" else (3, 32, 32)
+    m = models.build_model(arch, widths, in_channels=shape[0])
+    assert counting.count_ops(m, shape)["flops_paper"] == oracles.flops_paper(m, shape)

@@ -11,16 +11,18 @@ from prunelab.models.spec import ChannelGroup
 
 
 def filter_l1(model: nn.Module, groups: list[ChannelGroup], seed: int = 0) -> dict[str, torch.Tensor]:
-    """{group: (C,)} sum of |w| over each output channel's filter, (in, kh, kw).
+    """{group: (C,)} sum of |w| over each output channel's filter: (in, kh, kw) of a conv, (in,)
+    of a linear layer (a hidden fully connected width).
 
-    A group produced by several convs (a ResNet-50 stage output: every block's conv3 and the
-    downsample) scores the sum over all of them. `seed` is unused (uniform signature).
+    A group produced by several layers (a ResNet-50 stage output: every block's conv3 and the
+    downsample; a MobileNet channel: the pointwise conv and the depthwise conv that carries it,
+    whose filter is (1, kh, kw)) scores the sum over all of them. `seed` is unused (uniform signature).
     """
     modules = dict(model.named_modules())
     scores = {}
     for g in groups:
-        convs = [modules[p] for p in g.producers if isinstance(modules[p], nn.Conv2d)]
-        scores[g.name] = sum(c.weight.detach().abs().sum(dim=(1, 2, 3)).double() for c in convs).cpu()
+        layers = [modules[p] for p in g.producers if isinstance(modules[p], (nn.Conv2d, nn.Linear))]
+        scores[g.name] = sum(m.weight.detach().abs().flatten(1).sum(1).double() for m in layers).cpu()
     return scores
 
 

@@ -8,7 +8,7 @@ from types import ModuleType
 
 from torch import nn
 
-from prunelab.models import resnet50, resnet_cifar, vgg
+from prunelab.models import alexnet, mobilenet_v1, resnet50, resnet_cifar, vgg
 from prunelab.models.spec import ChannelGroup
 
 CIFAR_RESNET_DEPTHS = (20, 32, 44, 56, 110)
@@ -21,11 +21,15 @@ class Arch:
     input_shape: tuple[int, int, int]  # the paper's input, (C, H, W)
     num_classes: int
     min_size: int = 1  # smallest input side the layout accepts
+    max_size: int | None = None  # largest, where a fixed-size classifier input sets one
 
 
 _ARCHS = {f"resnet{d}": Arch(resnet_cifar, d, (3, 32, 32), 10) for d in CIFAR_RESNET_DEPTHS}
 _ARCHS["vgg16"] = Arch(vgg, None, (3, 32, 32), 10, min_size=32)  # 4 max-pools + AvgPool2d(2)
 _ARCHS["resnet50"] = Arch(resnet50, None, (3, 224, 224), 1000)
+# fc1 reads conv 5's 2x2 map, which sides 17-32 give (ceil(S/16) == 2, models/alexnet.py)
+_ARCHS["alexnet"] = Arch(alexnet, None, (1, 28, 28), 10, min_size=alexnet.MIN_SIDE, max_size=alexnet.MAX_SIDE)
+_ARCHS["mobilenet_v1"] = Arch(mobilenet_v1, None, (3, 32, 32), 10)  # global average pool: any side
 ARCHS = tuple(_ARCHS)
 
 
@@ -41,7 +45,8 @@ def _depth_args(a: Arch) -> tuple:
 
 def build_model(arch: str, widths: dict | None = None, in_channels: int = 3, num_classes: int = 10) -> nn.Module:
     a = _arch(arch)
-    cls = {resnet_cifar: resnet_cifar.CifarResNet, vgg: vgg.VGG16, resnet50: resnet50.ResNet50}[a.module]
+    cls = {resnet_cifar: resnet_cifar.CifarResNet, vgg: vgg.VGG16, resnet50: resnet50.ResNet50,
+           alexnet: alexnet.AlexNet, mobilenet_v1: mobilenet_v1.MobileNetV1}[a.module]
     return cls(*_depth_args(a), widths, in_channels, num_classes)
 
 
@@ -67,8 +72,18 @@ def paper_input(arch: str) -> tuple[tuple[int, int, int], int]:
     return a.input_shape, a.num_classes
 
 
-def min_input_size(arch: str) -> int:
-    return _arch(arch).min_size
+def input_sizes(arch: str) -> tuple[int, int | None]:
+    """(smallest, largest or None) input side the arch's layout accepts."""
+    a = _arch(arch)
+    return a.min_size, a.max_size
+
+
+def check_input(arch: str, height: int, width: int) -> None:
+    """ValueError naming the sides the arch takes unless it takes a height x width input."""
+    lo, hi = input_sizes(arch)
+    if min(height, width) < lo or (hi is not None and max(height, width) > hi):
+        accepts = f"at least {lo}x{lo}" if hi is None else f"{lo}x{lo} to {hi}x{hi}"
+        raise ValueError(f"{arch} takes inputs of {accepts} pixels, got {height}x{width}")
 
 
 def get_width(widths: dict, key: tuple) -> int:
