@@ -12,7 +12,8 @@ the time of one nuclear norm per shape).
 
     python benchmarks/ci_speed.py [--device cpu|cuda] [--images 128] [--resnet50-images 8]
 
-Imports only torch and prunelab.criteria (runs on the GPU machine as it is).
+Imports only torch, prunelab.criteria and tests/oracles.py, the naive definition the tests use
+(runs on the GPU machine as it is).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from oracles import channel_independence as naive  # noqa: E402  the tests' reference, not the library's
+
 from prunelab.criteria.chip import channel_independence_per_image  # noqa: E402
-from prunelab.criteria.chip import channel_independence_reference as naive  # noqa: E402
 
 RESNET56 = [((16, 32, 32), 19), ((32, 16, 16), 18), ((64, 8, 8), 18)]  # (C, H, W), hooked layers
 # CHIP's prunable groups: stem 16; 27 block inner widths; 18 block outputs of stages 1-2

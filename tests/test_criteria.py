@@ -1,18 +1,15 @@
+import oracles
 import pytest
 import torch
 from helpers import DEVICES
 
 from prunelab import models
 from prunelab.criteria import channel_independence, channel_independence_per_image
-from prunelab.criteria.chip import channel_independence_reference
 from prunelab.data import Loader, load_digits
 from prunelab.engine import Recipe, fit
 from prunelab.features import forward_hooks
 
-
-def naive_ci(fmaps: torch.Tensor) -> torch.Tensor:
-    """CHIP's definition, literally (one SVD per image and removed channel, float64)."""
-    return channel_independence_reference(fmaps)
+naive_ci = oracles.channel_independence  # CHIP's definition, one nuclear norm per image and removed channel
 
 
 def assert_close_to_reference(fmaps, device=torch.device("cpu")):
@@ -89,8 +86,6 @@ def test_scores_independent_of_chunking():
 
 
 def test_hrank_equals_numpys_rank_of_every_map():
-    import numpy as np
-
     from prunelab.criteria import channel_rank, channel_rank_per_image
 
     torch.manual_seed(5)
@@ -101,10 +96,10 @@ def test_hrank_equals_numpys_rank_of_every_map():
         for ch in range(c):
             r = int(ranks[i, ch])
             fmaps[i, ch] = torch.randn(h, r) @ torch.randn(r, w)
-    reference = torch.tensor([[np.linalg.matrix_rank(fmaps[i, ch].numpy()) for ch in range(c)] for i in range(n)])
-    assert torch.equal(reference, ranks)
-    assert torch.equal(channel_rank_per_image(fmaps), reference.float())
-    assert torch.allclose(channel_rank(fmaps), reference.float().mean(0))
+    reference = oracles.channel_rank(fmaps)
+    assert torch.equal(reference, ranks.float())
+    assert torch.equal(channel_rank_per_image(fmaps), reference)
+    assert torch.allclose(channel_rank(fmaps), reference.mean(0))
 
 
 @pytest.mark.parametrize("arch", ["resnet20", "vgg16", "resnet50"])
@@ -118,20 +113,21 @@ def test_l1_is_the_sum_of_absolute_filter_weights(arch):
     scores = filter_l1(m, groups)
     for g in groups[:4] + groups[-4:]:
         convs = [modules[p] for p in g.producers if isinstance(modules[p], torch.nn.Conv2d)]
-        naive = [sum(float(conv.weight.detach()[ch].abs().sum()) for conv in convs) for ch in range(convs[0].out_channels)]
-        assert torch.allclose(scores[g.name], torch.tensor(naive, dtype=torch.float64), rtol=1e-6), g.name
+        assert torch.allclose(scores[g.name], oracles.filter_l1(convs), rtol=1e-6), g.name
     stage_out = [g for g in groups if len(g.producers) > 2]
     assert (arch == "resnet50") == bool(stage_out)  # ResNet-50's stage outputs sum several convs
 
 
-def test_random_scores_are_seeded_and_per_group():
+def test_random_scores_are_the_seeded_draw_of_their_definition():
+    """Each group's scores: the README's seeded uniform draw (tests/oracles.py), for two seeds."""
     from prunelab.criteria import random_scores
 
     m = models.build_model("resnet20")
     groups = models.channel_groups("resnet20")
-    a, b, c = random_scores(m, groups, 0), random_scores(m, groups, 0), random_scores(m, groups, 1)
     widths = models.default_widths("resnet20")
-    for g in groups:
-        assert torch.equal(a[g.name], b[g.name]) and not torch.equal(a[g.name], c[g.name])
-        assert a[g.name].shape == (models.get_width(widths, g.width_key),)
-    assert not torch.equal(a["layer1.0.relu1"], a["layer1.1.relu1"])
+    for seed in (0, 1):
+        got = random_scores(m, groups, seed)
+        assert set(got) == {g.name for g in groups}
+        for g in groups:
+            expected = oracles.random_scores(g.name, models.get_width(widths, g.width_key), seed)
+            assert torch.equal(got[g.name], expected), (seed, g.name)

@@ -142,6 +142,15 @@ def test_refit_lowers_every_consumers_reconstruction_error(pruned_by_snpfi):
             with torch.no_grad():
                 errors[label] = ((conv(inp) - target).square().sum() / target.square().sum()).item()
         assert errors["after"] < errors["before"], f"{c}: {errors}"
+        # the least-squares optimum for this input (lstsq on the unfolded patches, float64): the
+        # refit, ridge 1e-3 of the mean diagonal, closes at least 99% of the gap to it
+        conv = refit_modules[c]
+        a = naive_patches(inp.double(), conv.kernel_size[0], conv.stride[0], conv.padding[0])  # (N*Ho*Wo, Cin*k*k)
+        if conv.bias is not None:
+            a = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype)], 1)
+        t = target.double().permute(0, 2, 3, 1).reshape(len(a), -1)  # (N*Ho*Wo, Cout), rows as a's
+        best = ((a @ torch.linalg.lstsq(a, t).solution - t).square().sum() / t.square().sum()).item()
+        assert errors["after"] - best <= 0.01 * (errors["before"] - best), f"{c}: {errors}, optimum {best}"
         assert report[c]["before"] == pytest.approx(errors["before"], rel=1e-3), c
         assert report[c]["after"] == pytest.approx(errors["after"], rel=1e-3), c
 
@@ -155,5 +164,8 @@ def test_refit_and_bn_recalibration_raise_accuracy_before_fine_tuning(pruned_by_
     refit_top1 = evaluate(recovered, test, CPU)["top1"]
     recovery.recalibrate_batchnorm(recovered, [b for _, b in zip(range(4), s.train_loader(128, 2))], CPU)
     both_top1 = evaluate(recovered, test, CPU)["top1"]
-    assert refit_top1 > plain_top1 and both_top1 > plain_top1, (plain_top1, refit_top1, both_top1)
+    # plain pruning at this sparsity is near chance (10 classes: 10%); the recovery takes it far
+    # above: at least 75% after the refit, and after the refit + BatchNorm re-estimation (measured
+    # 11.7, 92.5 and 92.2 on our CPU: margins of 8 and 17 points for other machines' rounding)
+    assert plain_top1 <= 20 and refit_top1 >= 75 and both_top1 >= 75, (plain_top1, refit_top1, both_top1)
     assert not recovered.training

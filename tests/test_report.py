@@ -1,3 +1,4 @@
+import matplotlib.image
 import pytest
 
 from prunelab import report
@@ -54,7 +55,14 @@ def test_comparison_and_plot_put_criteria_side_by_side(tmp_path):
     assert pts[0] == "model,criterion,setting,macs,top1,top1_before_finetune" and len(pts) == 1 + 1 + 4
     assert pts[1].startswith("resnet56,baseline,,125485696,93.26")
     png = out["top1_vs_macs.png"].read_bytes()
-    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    image = matplotlib.image.imread(out["top1_vs_macs.png"])  # (H, W, RGBA) floats in [0, 1]
+    assert image.shape == (400, 600, 4)  # a 6 x 4 inch figure at 100 dpi
+    # one marker colour per series, in matplotlib's default cycle: baseline, CHIP, random
+    rgb = (image[..., :3] * 255).round().astype(int).reshape(-1, 3)
+    for colour in ("#1f77b4", "#ff7f0e", "#2ca02c"):
+        want = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+        assert (rgb == want).all(1).sum() >= 20, f"no {colour} markers in the plot"
+    assert not (rgb == [int("d6", 16), 39, 40]).all(1).any()  # a 4th series would be red: there are 3
     again = report.write_tables(records, tmp_path / "again")
     assert again["top1_vs_macs.png"].read_bytes() == png  # deterministic, no timestamp
 

@@ -1,8 +1,19 @@
-"""Bad input to a stage: one line naming the key and what is allowed, exit code 2, nothing written."""
+"""The stages: bad input (one line naming the key and what is allowed, exit code 2, nothing
+written), and every criterion's path through score -> prune -> finetune -> evaluate."""
 
+import csv
+import hashlib
+import json
+
+import oracles
 import pytest
+import torch
+import yaml
+from torch.utils.flop_counter import FlopCounterMode
 
-from helpers import copy_project, stage
+from helpers import ROOT, copy_project, set_params, stage, stage_in_process
+from prunelab import checkpoint, config, models, pipeline
+from prunelab.errors import PrunelabError
 
 ROW1_R20 = "[0.]+[0.15]*2+[0.4]*9"
 
@@ -12,28 +23,53 @@ def files_under(project):
                   if p.is_file() and not p.relative_to(project).parts[0] in (".git", ".dvc", "prunelab", "stages"))
 
 
+def default_params(**overrides) -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    set_params(params, overrides)
+    return params
+
+
 CASES = [
     ({"model.arch": "resnet57"}, "model.arch", "allowed: resnet20"),
     ({"prune.criteria": ["chip", "magic"]}, "prune.criteria", "allowed: chip"),
     ({"prune.settings.r1": "[0.]+[1.2]*2+[0.4]*27"}, "prune.settings.r1", "[0, 1)"),
     ({"prune.settings.r1": ROW1_R20}, "prune.settings.r1", "takes 30 rates"),
-    ({"train.epochs": 0}, "train.epochs", "integer >= 1"),
-    ({"finetune.epochs": -3}, "finetune.epochs", "integer >= 1"),
+    ({"train.epochs": 0}, "train.epochs", "must be an integer"),
+    ({"finetune.epochs": -3}, "finetune.epochs", "must be an integer"),
     ({"train.epoch": 3}, "train.epoch", "unknown key; allowed: epochs"),
     ({"device": "tpu"}, "device", "allowed: auto, cpu, cuda"),
-    ({"model.arch": "vgg16", "prune.settings": {"r1": "[0.3]*12"}}, "data.image_size", "at least 32 pixels"),
-    ({"data.name": "cifar10", "data.image_size": 32, "paths.data": "no/such/dir"}, "paths.data", "data.download: true"),
+    ({"model.arch": "vgg16", "prune.settings": {"r1": "[0.3]*12"}}, "model.arch", "at least 32x32 pixels"),
 ]
 
 
 @pytest.mark.parametrize("overrides,key,allowed", CASES, ids=[c[1] + ":" + c[2][:12] for c in CASES])
-def test_bad_params_exit_2_with_one_line_and_write_nothing(tmp_path, overrides, key, allowed):
-    project = copy_project(tmp_path / "p", **overrides)
+def test_bad_params_are_refused_with_one_line_naming_the_key(overrides, key, allowed):
+    """What every stage checks first (config.load_params -> validate), in-process; run_stage turns
+    any PrunelabError into `error: <message>` and exit code 2."""
+    with pytest.raises(PrunelabError) as e:
+        config.validate(default_params(**overrides))
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(key) and allowed in message, message
+
+
+def test_a_missing_dataset_names_paths_data_and_the_download_switch(tmp_path):
+    params = config.validate(default_params(**{"data.name": "cifar10", "data.image_size": 32,
+                                               "paths.data": str(tmp_path / "no" / "such" / "dir")}))
+    with pytest.raises(config.ConfigError) as e:
+        pipeline.load_data(params)
+    message = str(e.value)
+    assert "\n" not in message and message.startswith("paths.data") and "data.download: true" in message, message
+    assert not (tmp_path / "no").exists()
+
+
+def test_a_stage_given_bad_params_exits_2_with_one_line_and_writes_nothing(tmp_path):
+    """The exit path itself, once, in a real process: PrunelabError -> one line on stderr, exit 2."""
+    project = copy_project(tmp_path / "p", **{"prune.settings.r1": ROW1_R20})
     before = files_under(project)
     r = stage(project, "train_baseline")
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1, r.stderr
-    assert r.stderr.startswith(f"error: {key}") and allowed in r.stderr, r.stderr
+    assert r.stderr.startswith("error: prune.settings.r1") and "takes 30 rates" in r.stderr, r.stderr
     assert files_under(project) == before
 
 
@@ -42,57 +78,164 @@ def test_corrupt_checkpoint_is_named_and_nothing_is_written(tmp_path):
     (project / "models").mkdir()
     (project / "models" / "baseline.pt").write_bytes(b"\x00garbage")
     before = files_under(project)
-    r = stage(project, "extract_features")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
-    assert "models/baseline.pt" in r.stderr and "corrupt" in r.stderr
+    code, err = stage_in_process(project, "extract_features")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: ") and "models/baseline.pt" in err and "corrupt" in err, err
     assert files_under(project) == before
 
 
-def test_score_stage_for_every_criterion_records_its_provenance(tmp_path):
-    """extract_features + score for hrank, l1 and random on a saved baseline: right scores, provenance."""
-    import torch
-
-    from prunelab import checkpoint, criteria, models
-
-    project = copy_project(tmp_path / "p", **{"model.arch": "resnet20", "features.num_images": 16,
-                                              "features.batch_size": 8, "prune.criteria": ["hrank", "l1", "random"],
-                                              "prune.settings": {"r1": ROW1_R20}})
-    torch.manual_seed(0)
-    model = models.build_model("resnet20", in_channels=1)
-    checkpoint.save(project / "models" / "baseline.pt", model, "resnet20", models.default_widths("resnet20"), 1, 10)
-    assert stage(project, "extract_features").returncode == 0
-    groups = models.channel_groups("resnet20")
-    for criterion in ("hrank", "l1", "random"):
-        r = stage(project, "score", "--criterion", criterion)
-        assert r.returncode == 0, r.stderr
-        saved = checkpoint.torch_load(project / "scores" / f"{criterion}.pt", ("scores", "meta"))
-        assert saved["meta"]["criterion"] == criterion
-        assert saved["meta"]["baseline_md5"] == checkpoint.file_hash(project / "models" / "baseline.pt")
-        assert set(saved["scores"]) == {g.name for g in groups}
-        if criterion in criteria.MODEL_CRITERIA:
-            expected = criteria.MODEL_CRITERIA[criterion](model, groups, 0)
-            assert all(torch.equal(saved["scores"][k], expected[k]) for k in expected)
-        else:
-            assert saved["meta"]["num_images"] == 16 and saved["meta"]["seed"] == 0
-            assert 1 <= float(saved["scores"]["relu"].max()) <= 8  # ranks of 8x8 maps
+def md5(path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def test_pretrained_weights_become_the_baseline_without_training(tmp_path):
-    import json
-
-    import torch
-
-    from prunelab import checkpoint, models
-
     torch.manual_seed(0)
     model = models.build_model("resnet20", in_channels=1)
     project = copy_project(tmp_path / "p", **{"model.arch": "resnet20", "model.pretrained": "given.pth",
                                               "prune.settings": {"r1": ROW1_R20}})
     torch.save(model.state_dict(), project / "given.pth")
-    r = stage(project, "train_baseline")
-    assert r.returncode == 0, r.stderr
+    code, err = stage_in_process(project, "train_baseline")
+    assert code == 0, err
     saved = checkpoint.load(project / "models" / "baseline.pt")
     assert all(torch.equal(saved["state_dict"][k], v) for k, v in model.state_dict().items())
     metrics = json.loads((project / "results" / "metrics" / "train_baseline.json").read_text())
-    assert metrics["params"] == sum(p.numel() for p in model.parameters()) and 0 <= metrics["top1"] <= 100
+    images, labels = held_out(project)
+    assert metrics["params"] == sum(p.numel() for p in model.parameters())
+    assert metrics["top1"] == pytest.approx(oracles.top1(model, images, labels), abs=1e-9)
     assert (project / "results" / "metrics" / "train_baseline.csv").read_text().count("\n") == 2  # header + 1 row
+
+
+def held_out(project) -> tuple[torch.Tensor, torch.Tensor]:
+    """The project's normalised test images and labels, as the stages load them."""
+    params = config.load_params(project / "params.yaml")
+    splits = pipeline.load_data({**params, "paths": {**params["paths"], "data": str(project / "data")}})
+    batches = list(splits.test_loader(512))
+    return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
+
+
+CRITERIA = ["chip", "hrank", "l1", "random", "snpfi"]
+TINY = {"model.arch": "resnet20", "train.epochs": 1, "finetune.epochs": 1, "features.num_images": 16,
+        "features.batch_size": 8, "features.save_maps": True, "snpfi.calibration_images": 16,
+        "snpfi.permutations": 2, "latency.repeats": 0, "prune.criteria": CRITERIA,
+        "prune.settings": {"r1": ROW1_R20}}
+
+
+@pytest.fixture(scope="module")
+def every_path(tmp_path_factory):
+    """A tiny project (ResNet-20, one epoch, 16 feature images) taken through every stage for every
+    criterion, each stage run as its script in this process."""
+    project = copy_project(tmp_path_factory.mktemp("paths") / "p", **TINY)
+    runs = [("train_baseline",), ("extract_features",)]
+    for c in CRITERIA:
+        runs += [("score", "--criterion", c)] + [(s, "--criterion", c, "--setting", "r1")
+                                                 for s in ("prune", "finetune", "evaluate")]
+    for name, *args in runs:
+        code, err = stage_in_process(project, name, *args)
+        assert code == 0, f"{name} {args}: exit {code}\n{err[-3000:]}"
+    return project
+
+
+def load(path, keys):
+    return checkpoint.torch_load(path, keys)
+
+
+def build(path):
+    return checkpoint.build(checkpoint.load(path)).eval()
+
+
+@pytest.mark.parametrize("criterion", CRITERIA)
+def test_scores_are_the_criterion_s_definition_with_their_provenance(every_path, criterion):
+    p = every_path
+    keys = ("scores", "meta", "utilization") if criterion == "snpfi" else ("scores", "meta")
+    saved = load(p / "scores" / f"{criterion}.pt", keys)
+    groups = models.channel_groups("resnet20")
+    assert saved["meta"]["criterion"] == criterion
+    assert saved["meta"]["baseline_md5"] == md5(p / "models" / "baseline.pt")
+    assert set(saved["scores"]) == {g.name for g in groups}
+    baseline = build(p / "models" / "baseline.pt")
+    modules = dict(baseline.named_modules())
+    maps = load(p / "features" / "stats.pt", ("maps",))["maps"]  # {layer: (16, C, H, W)}
+    for g in groups:
+        got = saved["scores"][g.name].double()
+        width = modules[g.producers[0]].weight.shape[0]
+        if criterion == "chip":
+            want = oracles.channel_independence(maps[g.name]).mean(0)
+            assert torch.allclose(got, want, rtol=0, atol=1e-6 * want.abs().max().item()), g.name
+        elif criterion == "hrank":
+            assert torch.allclose(got, oracles.channel_rank(maps[g.name]).double().mean(0), atol=1e-6), g.name
+        elif criterion == "l1":
+            convs = [modules[n] for n in g.producers if isinstance(modules[n], torch.nn.Conv2d)]
+            assert torch.allclose(got, oracles.filter_l1(convs), rtol=1e-6), g.name
+        elif criterion == "random":
+            assert torch.equal(got, oracles.random_scores(g.name, width, 0)), g.name
+        else:  # snpfi: one Shapley value per channel; utilization over coalition sizes 0..C, normalised
+            u = saved["utilization"][g.name]
+            assert got.shape == (width,) and u.shape == (width + 1,), g.name
+            assert u[0] == 0 and u[-1] == 1 and bool((u[1:] >= u[:-1]).all()), (g.name, u)
+    if criterion in ("chip", "hrank"):
+        assert saved["meta"]["num_images"] == 16 and saved["meta"]["seed"] == 0
+    if criterion == "snpfi":
+        assert (saved["meta"]["calibration_images"], saved["meta"]["permutations"]) == (16, 2)
+
+
+def macs(model, shape=(1, 8, 8)) -> int:
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model.eval()(torch.zeros(1, *shape))
+    return fc.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("criterion", CRITERIA)
+def test_pruned_network_keeps_the_top_scoring_channels_and_its_metrics_are_its_own(every_path, criterion):
+    p = every_path
+    scores = load(p / "scores" / f"{criterion}.pt", ("scores", "meta"))["scores"]
+    ckpt = checkpoint.load(p / "models" / "pruned" / f"{criterion}-r1.pt")
+    metrics = json.loads((p / "results" / "metrics" / "prune" / f"{criterion}-r1.json").read_text())
+    for group, kept in ckpt["meta"]["keep"].items():
+        s = scores[group]
+        dropped = sorted(set(range(len(s))) - set(kept))
+        assert kept == sorted(kept) and kept, group
+        if dropped:  # no dropped channel outscores a kept one
+            assert s[kept].min() >= s[dropped].max(), group
+    pruned = build(p / "models" / "pruned" / f"{criterion}-r1.pt")
+    images, labels = held_out(p)
+    assert metrics["params"] == sum(t.numel() for t in pruned.parameters())
+    assert metrics["macs"] == macs(pruned) and metrics["flops_paper"] == oracles.flops_paper(pruned, (1, 8, 8))
+    assert metrics["top1_before_finetune"] == pytest.approx(oracles.top1(pruned, images, labels), abs=1e-9)
+    baseline_macs = macs(build(p / "models" / "baseline.pt"))
+    if criterion == "snpfi":  # its own widths, for the MACs reduction the rates give
+        rate_based = build(p / "models" / "pruned" / "chip-r1.pt")
+        target = 100 * (1 - macs(rate_based) / baseline_macs)
+        assert metrics["target_macs_reduction_pct"] == pytest.approx(target, abs=1e-9)
+        assert metrics["reached_macs_reduction_pct"] == pytest.approx(100 * (1 - metrics["macs"] / baseline_macs))
+        assert abs(metrics["reached_macs_reduction_pct"] - target) <= 1.0
+        assert {"top1_before_recovery", "top1_after_refit"} <= set(metrics)
+    else:  # the rates alone set the widths: every rate-based criterion's network has the same shape
+        assert ckpt["widths"] == checkpoint.load(p / "models" / "pruned" / "chip-r1.pt")["widths"]
+
+
+@pytest.mark.parametrize("criterion", CRITERIA)
+def test_finetuned_network_is_evaluated_against_the_baseline(every_path, criterion):
+    p = every_path
+    pruned = checkpoint.load(p / "models" / "pruned" / f"{criterion}-r1.pt")
+    tuned = checkpoint.load(p / "models" / "finetuned" / f"{criterion}-r1.pt")
+    assert tuned["widths"] == pruned["widths"] and tuned["meta"]["finetuned"]
+    assert not all(torch.equal(tuned["state_dict"][k], v) for k, v in pruned["state_dict"].items())  # it trained
+    with open(p / "results" / "metrics" / "finetune" / f"{criterion}-r1.csv") as f:
+        assert len(list(csv.DictReader(f))) == 1  # finetune.epochs
+    record = json.loads((p / "results" / "metrics" / "evaluate" / f"{criterion}-r1.json").read_text())
+    baseline = json.loads((p / "results" / "metrics" / "train_baseline.json").read_text())
+    model = build(p / "models" / "finetuned" / f"{criterion}-r1.pt")
+    images, labels = held_out(p)
+    assert record["top1"] == pytest.approx(oracles.top1(model, images, labels), abs=1e-9)
+    assert record["params"] == sum(t.numel() for t in model.parameters()) and record["macs"] == macs(model)
+    assert record["baseline_top1"] == baseline["top1"] and record["baseline_params"] == baseline["params"]
+    assert record["params_reduction_pct"] == pytest.approx(100 * (1 - record["params"] / baseline["params"]))
+    prune_metrics = json.loads((p / "results" / "metrics" / "prune" / f"{criterion}-r1.json").read_text())
+    assert record["top1_before_finetune"] == prune_metrics["top1_before_finetune"]
+    assert (record["criterion"], record["setting"], record["sparsity"]) == (criterion, "r1", ROW1_R20)
+    assert not any(k.startswith("latency_") for k in record)  # latency.repeats: 0
+
+
+def test_every_stage_refuses_a_criterion_outside_prune_criteria(every_path):
+    code, err = stage_in_process(every_path, "score", "--criterion", "magic")
+    assert code == 2 and err.startswith("error: --criterion: 'magic' is not in prune.criteria"), err

@@ -76,21 +76,6 @@ def channel_independence_per_image(fmaps: torch.Tensor, dtype: torch.dtype = tor
     return torch.cat(out).to(fmaps.dtype if fmaps.is_floating_point() else torch.float32)
 
 
-def channel_independence_reference(fmaps: torch.Tensor) -> torch.Tensor:
-    """The literal definition, for tests and benchmarks: (N, C, H, W) -> (N, C) in float64,
-    ||A||_* - ||A with row c zeroed||_*, one SVD per image and removed channel (slow)."""
-    n, c = fmaps.shape[:2]
-    a = fmaps.reshape(n, c, -1).double().cpu()
-    out = torch.empty(n, c, dtype=torch.float64)
-    for i in range(n):
-        full = torch.linalg.matrix_norm(a[i], "nuc")
-        for ch in range(c):
-            masked = a[i].clone()
-            masked[ch] = 0
-            out[i, ch] = full - torch.linalg.matrix_norm(masked, "nuc")
-    return out
-
-
 def channel_independence(fmaps: torch.Tensor) -> torch.Tensor:
     """fmaps (N, C, H, W) -> (C,) CHIP score: CI averaged over the N images."""
     return channel_independence_per_image(fmaps).mean(0)
