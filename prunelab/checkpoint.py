@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import torch
@@ -25,18 +25,57 @@ class CheckpointError(PrunelabError):
     pass
 
 
+def _hidden_sibling(path: Path, create) -> Path:
+    """create(name) for a fresh hidden name beside path, '.<name>.<random>.tmp'."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            create(tmp)
+            return tmp
+        except FileExistsError:
+            continue
+
+
 def atomic_write(path: str | Path, write) -> None:
-    """write(tmp_path) into a temp file beside path, then rename it over path."""
+    """write(tmp_path) fills a new file, which then replaces path by one rename: path holds its
+    old bytes or its new ones, never a part (a full disk, an exception, a kill mid-write).
+
+    The file is created with mode 0666 minus the umask, as open() would. On Linux it is an
+    anonymous file (O_TMPFILE) until written, named only for the rename, so a process killed
+    while writing leaves nothing behind; elsewhere a hidden temp file beside path, removed on error.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    fd = None
+    if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd"):
+        try:
+            fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, 0o666)
+        except OSError:  # a file system without O_TMPFILE
+            fd = None
+    if fd is None:
+        tmp = _hidden_sibling(path, lambda t: os.close(os.open(t, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)))
+        try:
+            write(str(tmp))
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write(f"/proc/self/fd/{fd}")  # reopens the anonymous file
+        # a dir fd makes os.link use linkat(AT_SYMLINK_FOLLOW), which links the fd's file itself
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            tmp = _hidden_sibling(path, lambda t: os.link(f"/proc/self/fd/{fd}", t.name, dst_dir_fd=dir_fd))
+        finally:
+            os.close(dir_fd)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    finally:
+        os.close(fd)
 
 
 def torch_save(path: str | Path, obj) -> None:
@@ -123,14 +162,16 @@ def file_hash(path: str | Path) -> str:
 class ResumeFile:
     """Per-epoch training state beside a stage's output (`models/.baseline.pt.resume`).
 
-    It carries a fingerprint of everything the run depends on (params, input hashes); a file
-    whose fingerprint differs is ignored, so a changed configuration starts over. Removed once
-    the stage's output is written.
+    It carries a fingerprint of everything the run depends on (params, input hashes) and the
+    md5 of each code file the stage depends on ({path: md5}); a file whose fingerprint or code
+    differs is ignored, so a changed configuration or changed code starts over (`changed_code`
+    then names the code files that differ). Removed once the stage's output is written.
     """
 
-    def __init__(self, output: str | Path, fingerprint: str):
+    def __init__(self, output: str | Path, fingerprint: str, code: dict[str, str] | None = None):
         output = Path(output)
-        self.path, self.fingerprint = output.parent / f".{output.name}.resume", fingerprint
+        self.path, self.fingerprint, self.code = output.parent / f".{output.name}.resume", fingerprint, code or {}
+        self.changed_code: list[str] = []
 
     def load(self) -> dict | None:
         if not self.path.is_file():
@@ -139,10 +180,14 @@ class ResumeFile:
             state = torch_load(self.path, ("fingerprint", "train"), "resume file")
         except CheckpointError:
             return None  # a file killed mid-write cannot exist (atomic), but a foreign one might
-        return state if state["fingerprint"] == self.fingerprint else None
+        if state["fingerprint"] != self.fingerprint:
+            return None
+        saved_code = state.get("code") if isinstance(state.get("code"), dict) else {}
+        self.changed_code = sorted(k for k in saved_code.keys() | self.code.keys() if saved_code.get(k) != self.code.get(k))
+        return None if self.changed_code else state
 
     def save(self, train_state: dict, **extra) -> None:
-        torch_save(self.path, {"fingerprint": self.fingerprint, "train": train_state, **extra})
+        torch_save(self.path, {"fingerprint": self.fingerprint, "code": self.code, "train": train_state, **extra})
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
