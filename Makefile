@@ -12,16 +12,27 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup repro test clean
+.PHONY: setup repro test clean fashion-data
 
 $(UV):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools uv==$(UV_VERSION)
 
 # --compile-bytecode: every stage is a fresh process; without .pyc files (PYTHONDONTWRITEBYTECODE
 # is set on some machines) each one recompiles torch, torchvision and mlflow: about 10 s apiece.
+#
+# .synced holds the folder the venv was synced in. A venv from another folder (a checkout copied
+# with cp -a, or moved) runs that folder's code: the editable install and every script's shebang
+# are absolute paths. Then .synced is out of date whatever its time stamp, and the venv is rebuilt.
+ifneq ($(shell cat $(VENV)/.synced 2>/dev/null),$(CURDIR))
+.PHONY: $(VENV)/.synced
+endif
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	@if [ -d $(VENV) ] && [ "$$(cat $@ 2>/dev/null)" != "$(CURDIR)" ]; then \
+	  echo "$(VENV) was synced for $$(cat $@ 2>/dev/null || echo 'another folder'), not $(CURDIR): rebuilding it"; \
+	  rm -rf $(VENV); \
+	fi
 	$(UV) sync --frozen --compile-bytecode
-	@touch $@
+	@echo "$(CURDIR)" > $@
 
 setup: $(VENV)/.synced
 
@@ -31,6 +42,25 @@ repro: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest
+
+# Fashion-MNIST for the real-data pipeline: Debian's package puts the four .gz idx files in
+# /usr/share/datasets/fashion-mnist/ (prunelab.data.DEBIAN_FASHION_DIR), where the loader finds
+# them without configuration. Installs with root or password-less sudo; otherwise says what to do.
+FASHION_DEB := /usr/share/datasets/fashion-mnist
+fashion-data:
+	@if [ -f $(FASHION_DEB)/train-images-idx3-ubyte.gz ]; then \
+	  echo "Fashion-MNIST is installed in $(FASHION_DEB)/"; \
+	elif command -v apt-get >/dev/null && { [ "$$(id -u)" = 0 ] && SUDO= || { sudo -n true 2>/dev/null && SUDO=sudo; }; }; then \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y dataset-fashion-mnist; \
+	else \
+	  echo "make fashion-data: cannot install Debian's dataset-fashion-mnist here (needs apt-get, and root or password-less sudo)."; \
+	  echo "Provide Fashion-MNIST in one of three ways:"; \
+	  echo "  1. sudo apt-get install dataset-fashion-mnist   (Debian/Ubuntu; read from $(FASHION_DEB)/)"; \
+	  echo "  2. put train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz"; \
+	  echo "     (the release's files) in FashionMNIST/raw/ under the params' paths.data"; \
+	  echo "  3. set data.download: true in the params: torchvision downloads them there"; \
+	  exit 1; \
+	fi
 
 clean:
 	rm -rf .tools $(VENV)

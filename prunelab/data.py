@@ -1,15 +1,20 @@
 """Datasets as in-memory tensors, and a batch loader that augments on the tensors' device.
 
-Every supported dataset fits in memory (digits: 1,797 images; CIFAR-10: 60,000 x 3 x 32 x 32
-uint8 = 184 MB), so images are held as one uint8 tensor (N, C, H, W) and batches are cut,
-augmented and normalised on the training device: no worker processes, no per-image Python.
+Every supported dataset but ImageNet fits in memory (digits: 1,797 images; CIFAR-10: 60,000 x 3
+x 32 x 32 uint8 = 184 MB; (Fashion-)MNIST: 70,000 x 28 x 28 = 55 MB), so images are held as one
+uint8 tensor (N, C, H, W) and batches are cut, augmented and normalised on the training device:
+no worker processes, no per-image Python.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
 import math
 import os
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +25,8 @@ import torch.nn.functional as F
 from prunelab.distributed import shard_bounds
 from prunelab.errors import PrunelabError
 
-DATASETS = ("digits", "cifar10", "mnist", "imagenet")
+DATASETS = ("digits", "cifar10", "mnist", "fashion_mnist", "imagenet")
+NUM_CLASSES = {"digits": 10, "cifar10": 10, "mnist": 10, "fashion_mnist": 10}  # the in-memory ones
 
 
 class DatasetError(PrunelabError):
@@ -212,25 +218,197 @@ def load_mnist(root: str | Path, download: bool = False) -> Splits:
     return Splits(xtr, train.targets.long(), xte, test.targets.long(), mean, std, 10, {"shift": 2, "flip": False})
 
 
-FIXED_SIZES = {"cifar10": 32, "mnist": 28}
+MAX_IDX_BYTES = 64 << 20  # unzipped; the largest (Fashion-)MNIST file, the training images, is 47 MB
+
+
+def read_idx(raw: bytes, path: Path) -> np.ndarray:
+    """The array in an idx file's bytes (LeCun's MNIST format), gzipped or not.
+
+    Layout: 0x00 0x00, a type byte (0x08 = unsigned byte, the only one (Fashion-)MNIST uses), the
+    number of dimensions d, then d big-endian uint32 sizes, then the values in row-major order.
+    path: named in errors only.
+    """
+    if raw[:2] == b"\x1f\x8b":  # gzip's magic number
+        unzip = zlib.decompressobj(wbits=31)  # 31: a gzip container
+        try:
+            raw = unzip.decompress(raw, MAX_IDX_BYTES + 1)  # bounded: a small file can unzip to gigabytes
+        except zlib.error as e:
+            raise DatasetError(f"{path}: not a readable gzip file ({e})") from None
+        if len(raw) > MAX_IDX_BYTES:
+            raise DatasetError(f"{path}: unzips to more than {MAX_IDX_BYTES >> 20} MB; no (Fashion-)MNIST file does")
+        if not unzip.eof:
+            raise DatasetError(f"{path}: truncated gzip file")
+    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
+        raise DatasetError(f"{path}: not an idx file of unsigned bytes "
+                           f"(it starts with {raw[:4].hex()}, expected 000008..)")
+    header = 4 + 4 * raw[3]
+    if len(raw) < header:
+        raise DatasetError(f"{path}: truncated idx header")
+    shape = struct.unpack(f">{raw[3]}I", raw[4:header])
+    if len(raw) - header != math.prod(shape):
+        raise DatasetError(f"{path}: {len(raw) - header} values after the header, "
+                           f"its sizes {shape} say {math.prod(shape)}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+FASHION_FOLDER = Path("FashionMNIST") / "raw"  # under paths.data: where torchvision downloads to
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")  # dpkg -L dataset-fashion-mnist
+DEBIAN_FASHION_MD5SUMS = Path("/var/lib/dpkg/info/dataset-fashion-mnist.md5sums")  # dpkg's record of them
+
+
+def _fashion_release() -> dict[str, str]:
+    """{file name: md5} of the Zalando release's four .gz files, as torchvision lists them."""
+    from torchvision.datasets import FashionMNIST
+
+    return dict(FashionMNIST.resources)
+
+
+def _debian_md5s(names) -> dict[str, str]:
+    """{file name: md5} of `names` as dpkg recorded them when it installed dataset-fashion-mnist.
+
+    Debian re-compressed the release's .gz files (same deflate data, a gzip header without the
+    file name and with another time stamp), so their md5s are not torchvision's.
+    """
+    if not DEBIAN_FASHION_MD5SUMS.is_file():
+        raise DatasetError(f"{DEBIAN_FASHION_MD5SUMS}: missing, so {DEBIAN_FASHION_DIR}'s files cannot be checked; "
+                           "reinstall the package: apt-get install --reinstall dataset-fashion-mnist")
+    md5s = {}
+    for line in DEBIAN_FASHION_MD5SUMS.read_text().splitlines():  # "<md5>  usr/share/datasets/fashion-mnist/<name>"
+        md5, _, path = line.partition("  ")
+        if Path(path).name in names:
+            md5s[Path(path).name] = md5
+    missing = [n for n in names if n not in md5s]
+    if missing:
+        raise DatasetError(f"{DEBIAN_FASHION_MD5SUMS}: records no md5 for {missing[0]}; "
+                           "reinstall the package: apt-get install --reinstall dataset-fashion-mnist")
+    return md5s
+
+
+def load_fashion_mnist(root: str | Path, download: bool = False, verify: bool = True) -> Splits:
+    """Zalando's Fashion-MNIST (60,000 train + 10,000 test 28x28 grey images, 10 classes) from its
+    four gzipped idx files: train-{images-idx3,labels-idx1}-ubyte.gz, t10k-... likewise.
+
+    Looked up in root/FashionMNIST/raw/, then in Debian's package folder (DEBIAN_FASHION_DIR,
+    when dataset-fashion-mnist is installed), else downloaded there by torchvision when
+    `download`. verify: check each file's md5 (the release's as torchvision lists them; in
+    Debian's folder, dpkg's record); the smoke mode's synthetic files are other bytes.
+    Augmentation: as MNIST's, random shifts of up to 2 px.
+    """
+    from torchvision.datasets import FashionMNIST
+
+    release = _fashion_release()
+    raw = Path(root) / FASHION_FOLDER
+
+    def has_all(folder: Path) -> bool:
+        return all((folder / name).is_file() for name in release)
+
+    if not has_all(raw) and not has_all(DEBIAN_FASHION_DIR) and download:
+        try:  # fetches all four files (checked against the same md5s) into raw, then reads the test split
+            FashionMNIST(str(root), train=False, download=True)
+        except (RuntimeError, OSError) as e:
+            raise DatasetNotFound(f"Fashion-MNIST download into {raw} failed ({str(e).splitlines()[0]}); "
+                                  "put the files there or run `make fashion-data`") from None
+    if has_all(raw):
+        folder, md5s = raw, release
+        fix = "its md5 is not the Fashion-MNIST release's (torchvision's list); delete it and provide the file again"
+    elif has_all(DEBIAN_FASHION_DIR):
+        folder, md5s = DEBIAN_FASHION_DIR, _debian_md5s(release) if verify else {}
+        fix = ("its md5 is not the one dpkg recorded for dataset-fashion-mnist; "
+               "apt-get install --reinstall dataset-fashion-mnist")
+    else:
+        raise DatasetNotFound(f"no Fashion-MNIST found: put its four .gz idx files in {raw}/, "
+                              f"or run `make fashion-data` (apt-get install dataset-fashion-mnist, "
+                              f"read from {DEBIAN_FASHION_DIR}/), "
+                              "or set data.download: true")
+
+    def read(name: str, ndim: int) -> np.ndarray:
+        path = folder / name
+        data = path.read_bytes()
+        if verify and hashlib.md5(data, usedforsecurity=False).hexdigest() != md5s[name]:
+            raise DatasetError(f"{path}: corrupted ({fix})")
+        array = read_idx(data, path)
+        if array.ndim != ndim or (ndim == 3 and array.shape[1:] != (28, 28)):
+            raise DatasetError(f"{path}: holds an array of shape {array.shape}, expected "
+                               f"{'(N, 28, 28) images' if ndim == 3 else '(N,) labels'}")
+        if ndim == 1 and array.size and array.max() >= NUM_CLASSES["fashion_mnist"]:
+            raise DatasetError(f"{path}: label {array.max()} is not a class index 0..9")
+        return array
+
+    def split(prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x = read(f"{prefix}-images-idx3-ubyte.gz", 3)  # (N, 28, 28) uint8
+        y = read(f"{prefix}-labels-idx1-ubyte.gz", 1)  # (N,) uint8
+        if len(x) != len(y):
+            raise DatasetError(f"{folder / (prefix + '-labels-idx1-ubyte.gz')}: {len(y)} labels for {len(x)} images")
+        return torch.from_numpy(x.copy())[:, None], torch.from_numpy(y.astype(np.int64))  # (N, 1, 28, 28), (N,)
+
+    (xtr, ytr), (xte, yte) = split("train"), split("t10k")
+    mean, std = _stats(xtr)
+    return Splits(xtr, ytr, xte, yte, mean, std, NUM_CLASSES["fashion_mnist"], {"shift": 2, "flip": False})
+
+
+def balanced_subset(labels: torch.Tensor, size: int, num_classes: int, seed: int) -> torch.Tensor:
+    """Sorted indices of `size` items, as equally many per class as the classes hold, drawn by `seed`.
+
+    Class k gets t_k = min(c_k, L) of its c_k items, L the largest level with sum_k t_k <= size;
+    the remaining size - sum_k t_k items go one each to randomly drawn classes with c_k > L. So
+    every class that is not taken whole gets L or L + 1 items. Within a class, the items are a
+    uniform draw without replacement. labels: (N,) ints in [0, num_classes).
+    """
+    y = labels.cpu().numpy()
+    counts = np.bincount(y, minlength=num_classes)  # (K,)
+    if not 0 < size <= len(y):
+        raise ValueError(f"size must be in [1, {len(y)}], got {size}")
+    lo, hi = 0, int(counts.max())  # binary search for L: sum(min(c, L)) grows with L
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if np.minimum(counts, mid).sum() <= size else (lo, mid - 1)
+    take = np.minimum(counts, lo)  # (K,)
+    rng = np.random.default_rng(seed)
+    take[rng.choice(np.flatnonzero(counts > lo), size - int(take.sum()), replace=False)] += 1
+    chosen = [rng.permutation(np.flatnonzero(y == k))[:t] for k, t in enumerate(take)]
+    return torch.from_numpy(np.sort(np.concatenate(chosen)))
+
+
+def subset_train(splits: Splits, size: int, seed: int) -> Splits:
+    """`splits` with its training split cut to a balanced_subset of `size` images; the
+    normalisation statistics are the subset's, as they are the whole split's otherwise."""
+    n = len(splits.y_train)
+    if size > n:
+        raise DatasetError(f"data.train_subset: {size} is more than the {n} training images")
+    idx = balanced_subset(splits.y_train, size, splits.num_classes, seed)
+    x = splits.x_train[idx]
+    mean, std = _stats(x)
+    return dataclasses.replace(splits, x_train=x, y_train=splits.y_train[idx], mean=mean, std=std)
+
+
+FIXED_SIZES = {"cifar10": 32, "mnist": 28, "fashion_mnist": 28}
 
 
 def load_dataset(name: str, root: str | Path = "data", download: bool = False, seed: int = 0,
-                 image_size: int | None = None, test_fraction: float = 0.2, verify: bool = True) -> Splits | FolderSplits:
-    """verify: CIFAR-10 only, check the files' md5 against the release's (off for synthetic data)."""
+                 image_size: int | None = None, test_fraction: float = 0.2, verify: bool = True,
+                 train_subset: int | None = None) -> Splits | FolderSplits:
+    """verify: CIFAR-10 and Fashion-MNIST, check the files' md5s (off for synthetic data).
+    train_subset: None (all), or the size of a seeded balanced_subset of the training split
+    (in-memory datasets only)."""
     if name in FIXED_SIZES and image_size not in (None, FIXED_SIZES[name]):
         raise DatasetError(f"data.image_size: {name} images are {FIXED_SIZES[name]}x{FIXED_SIZES[name]}, got {image_size}")
-    if name == "digits":
-        return load_digits(test_fraction, seed, image_size or 8)
-    if name == "cifar10":
-        return load_cifar10(root, download, verify)
-    if name == "mnist":
-        return load_mnist(root, download)
     if name == "imagenet":
         if download:
             raise DatasetError("data.download: ImageNet cannot be downloaded; put its train/ and val/ folders in paths.data")
+        if train_subset is not None:
+            raise DatasetError(f"data.train_subset: only for {', '.join(NUM_CLASSES)}; set it to null for imagenet")
         return FolderSplits(root, image_size or 224)
-    raise DatasetError(f"data.name: unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    if name == "digits":
+        splits = load_digits(test_fraction, seed, image_size or 8)
+    elif name == "cifar10":
+        splits = load_cifar10(root, download, verify)
+    elif name == "mnist":
+        splits = load_mnist(root, download)
+    elif name == "fashion_mnist":
+        splits = load_fashion_mnist(root, download, verify)
+    else:
+        raise DatasetError(f"data.name: unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    return splits if train_subset is None else subset_train(splits, train_subset, seed)
 
 
 def crop_flip(x: torch.Tensor, shift: int, offsets: torch.Tensor | None, flips: torch.Tensor | None) -> torch.Tensor:

@@ -3,31 +3,51 @@ mode and the tests: the real loaders read them exactly as they read the real dat
 
 Pixels and labels are seeded random numbers: nothing is learnable, only the wiring is exercised.
 Each writer fills a temporary folder and renames it into place, so an interrupted write leaves
-nothing that looks like a dataset.
+nothing that looks like a dataset. The folder's MD5SUMS records every file's md5 as written;
+verify() checks them before a loader unpickles anything, as the real data's md5s are checked.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import os
 import pickle
+import secrets
 import shutil
 import struct
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
+MANIFEST = "MD5SUMS"  # md5sum's format: '<md5>  <path relative to the folder>' per line
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def _atomic_dir(target: Path, fill: Callable[[Path], None]) -> Path:
-    """Create `target` by fill(temporary sibling folder) + rename; keep an existing target."""
+    """Create `target` by fill(temporary sibling folder) + MANIFEST + rename; keep an existing target.
+
+    The folder gets mode 0777 minus the umask, as mkdir would (mkdtemp's 0700 would hide it from
+    other users once renamed)."""
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    while True:
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.mkdir(tmp, 0o777)
+            break
+        except FileExistsError:
+            continue
     try:
         fill(tmp)
+        files = sorted(f for f in tmp.rglob("*") if f.is_file())
+        (tmp / MANIFEST).write_text("".join(f"{_md5(f)}  {f.relative_to(tmp).as_posix()}\n" for f in files))
         tmp.rename(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -69,6 +89,23 @@ def write_mnist(root: str | Path, train: int = 16, test: int = 16, seed: int = 0
     return _atomic_dir(Path(root) / "MNIST" / "raw", fill)
 
 
+def write_fashion_mnist(root: str | Path, train: int = 300, test: int = 100, seed: int = 0) -> Path:
+    """root/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz: big-endian idx files,
+    gzipped as the release ships them (gzip time stamp 0, so a seed always gives the same bytes)."""
+    rng = np.random.default_rng(seed)
+
+    def fill(raw: Path) -> None:
+        for prefix, n in (("train", train), ("t10k", test)):
+            images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+            labels = rng.integers(0, 10, n, dtype=np.uint8)
+            (raw / f"{prefix}-images-idx3-ubyte.gz").write_bytes(
+                gzip.compress(struct.pack(">iiii", 2051, n, 28, 28) + images.tobytes(), mtime=0))
+            (raw / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(
+                gzip.compress(struct.pack(">ii", 2049, n) + labels.tobytes(), mtime=0))
+
+    return _atomic_dir(Path(root) / "FashionMNIST" / "raw", fill)
+
+
 def write_image_folder(root: str | Path, classes: int = 4, train_per_class: int = 4, val_per_class: int = 2,
                        size: tuple[int, int] = (40, 48), seed: int = 0) -> Path:
     """root/{train,val}/<wnid>/<name>.JPEG, ImageNet's folder layout (RGB JPEGs)."""
@@ -88,7 +125,28 @@ def write_image_folder(root: str | Path, classes: int = 4, train_per_class: int 
     return _atomic_dir(Path(root), fill)
 
 
-WRITERS = {"cifar10": write_cifar10, "mnist": write_mnist, "imagenet": write_image_folder}
+WRITERS = {"cifar10": write_cifar10, "mnist": write_mnist, "fashion_mnist": write_fashion_mnist,
+           "imagenet": write_image_folder}
+
+
+def verify(folder: str | Path) -> None:
+    """Every file that `folder`'s MANIFEST lists has the md5 recorded when it was written;
+    else a DatasetError naming the file (a changed file is never unpickled)."""
+    from prunelab.data import DatasetError
+
+    folder = Path(folder)
+    rewrite = f"delete {folder} to have it written again"
+    if not (folder / MANIFEST).is_file():
+        raise DatasetError(f"{folder}: no {MANIFEST} (not written by prunelab.synthetic); {rewrite}")
+    for line in (folder / MANIFEST).read_text().splitlines():
+        md5, _, name = line.partition("  ")
+        file = folder / name
+        if not name or ".." in Path(name).parts or Path(name).is_absolute():
+            raise DatasetError(f"{folder / MANIFEST}: malformed line {line[:80]!r}; {rewrite}")
+        if not file.is_file():
+            raise DatasetError(f"{file}: missing (listed in {MANIFEST}); {rewrite}")
+        if _md5(file) != md5:
+            raise DatasetError(f"{file}: its md5 is not the one recorded when it was written; {rewrite}")
 
 
 def write_dataset(name: str, root: str | Path, seed: int = 0) -> Path:

@@ -163,7 +163,7 @@ def test_missing_cifar10_names_the_root_and_the_fix(tmp_path):
 
 
 def test_unknown_dataset_lists_the_allowed():
-    with pytest.raises(DatasetError, match="allowed: digits, cifar10, mnist, imagenet"):
+    with pytest.raises(DatasetError, match="allowed: digits, cifar10, mnist, fashion_mnist, imagenet"):
         load_dataset("imagenet42")
 
 
