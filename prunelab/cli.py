@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
-from prunelab import config, counting, models, report
+from prunelab import config, counting, models, report, tracking
 from prunelab.errors import PrunelabError
 from prunelab.sparsity import parse_sparsity
 
@@ -33,6 +35,10 @@ def count_command(args: argparse.Namespace) -> None:
             raise PrunelabError(str(e) if str(e).startswith("--sparsity") else f"--sparsity: {e}") from None
     paper_shape, paper_classes = models.paper_input(args.model)
     shape, classes = args.input or paper_shape, args.classes or paper_classes
+    try:
+        models.check_input(args.model, shape[1], shape[2])
+    except ValueError as e:
+        raise PrunelabError(f"--input: {e}") from None
     model = models.build_model(args.model, widths, shape[0], classes)
     counts = counting.count(model, shape)
     if args.json:
@@ -49,18 +55,50 @@ def paper_table_command(args: argparse.Namespace) -> None:
 
 
 def _records(params: dict, from_mlflow: bool) -> list[dict]:
-    """The evaluate records of every network of params, from the metric files or from MLflow."""
+    """The evaluate records of every network of params, from the metric files or from the
+    MLflow runs that match dvc.lock."""
     nets = config.networks(params)
     if from_mlflow:
         t = params["tracking"]
-        return report.records_from_mlflow(t["uri"], t["experiment"], [n.name for n in nets])
+        runs = tracking.lock_runs(t["uri"], t["experiment"], [f"evaluate@{n.name}" for n in nets])
+        for stage, run in runs.items():
+            print(f"{stage}: MLflow run {run.info.run_id}", file=sys.stderr)
+        return [{**run.data.tags, **run.data.metrics} for run in runs.values()]
     metrics_dir = Path(params["paths"]["metrics"]) / "evaluate"
     return report.records_from_files([n.file(metrics_dir, ".json") for n in nets])
 
 
+def _curves(params: dict, from_mlflow: bool) -> list[dict]:
+    """Fine-tuning top-1 per epoch of every network and seed (report.CURVE_FIELDS), from the
+    curve files or from the history of the MLflow runs that match dvc.lock."""
+    nets, seeds = config.networks(params), config.seeds(params)
+    rows = []
+    if from_mlflow:
+        t = params["tracking"]
+        per_seed = tracking.lock_seed_runs(t["uri"], t["experiment"], [f"finetune@{n.name}" for n in nets])
+        for net in nets:
+            for seed in seeds:
+                history = per_seed[f"finetune@{net.name}"].get(str(seed))
+                if history is None:
+                    raise PrunelabError(f"finetune@{net.name}: no MLflow run of seed {seed} matches dvc.lock")
+                rows += [{"setting": net.setting, "criterion": net.criterion, "seed": seed, "epoch": step,
+                          "top1": value} for step, value in history]
+        return rows
+    for net in nets:
+        for seed in seeds:
+            path = config.finetuned_file(params, net, seed, Path(params["paths"]["metrics"]) / "finetune", ".csv")
+            if not path.is_file():
+                raise PrunelabError(f"{path}: no such curve file; run `dvc repro` first")
+            with path.open() as f:
+                rows += [{"setting": net.setting, "criterion": net.criterion, "seed": seed, "epoch": int(r["epoch"]),
+                          "top1": float(r["top1"])} for r in csv.DictReader(f)]
+    return rows
+
+
 def write_table(params: dict, from_mlflow: bool = False) -> dict:
-    """Rebuild the results tables from the evaluate metric files or from MLflow: the default
-    pipeline's results/, or the paper pipeline's (params from config.load_any)."""
+    """Rebuild the results tables from the evaluate metric files or from the MLflow runs that
+    match dvc.lock: the default pipeline's results/, or the paper pipeline's (params from
+    config.load_any)."""
     if config.is_paper(params):
         paper = params
         records = []
@@ -70,7 +108,8 @@ def write_table(params: dict, from_mlflow: bool = False) -> dict:
                 records += _records(params, from_mlflow)
         title = "CHIP, reproduced" + (" (smoke mode: synthetic data, not results)" if paper["smoke"] else "")
         return report.write_paper_tables(records, paper["paths"]["results"], title)
-    return report.write_tables(_records(params, from_mlflow), params["paths"]["results"], TITLE)
+    return report.write_tables(_records(params, from_mlflow), params["paths"]["results"], TITLE,
+                               _curves(params, from_mlflow))
 
 
 def table_command(args: argparse.Namespace) -> None:
@@ -81,6 +120,7 @@ def table_command(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="prunelab", description="Reproducible structured pruning of CNNs.")
+    parser.add_argument("--version", action="version", version=f"prunelab {version('prunelab')}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("count", help="params, MACs and paper-convention FLOPs of a (pruned) model")
     p.add_argument("--model", required=True, help=f"one of {', '.join(models.ARCHS)}")
@@ -91,9 +131,14 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=count_command)
     pt = sub.add_parser("paper-table", help="CHIP's rows with params, MACs and FLOPs computed from the architectures")
     pt.set_defaults(func=paper_table_command)
-    t = sub.add_parser("table", help="rebuild results/table.{md,tex,csv}")
+    t = sub.add_parser("table", help="rebuild the report stage's outputs from the tracked results",
+                       description="Rebuild what the report stage writes: results/table.{md,tex,csv}, "
+                                   "comparison.md, summary.json, finetune_curves.csv and top1_vs_macs.{csv,png} "
+                                   "(the paper pipeline: its table.{md,tex,csv}), from the evaluate metric files "
+                                   "or from the MLflow runs that match dvc.lock. Overwrites those files.")
     t.add_argument("--params", default="params.yaml", help="params.yaml, or paper/params.yaml run from paper/")
-    t.add_argument("--from-mlflow", action="store_true", help="from the MLflow runs instead of the metric files")
+    t.add_argument("--from-mlflow", action="store_true",
+                   help="from the MLflow runs that match dvc.lock (named on stderr) instead of the metric files")
     t.set_defaults(func=table_command)
     args = parser.parse_args(argv)
     try:

@@ -8,19 +8,21 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from prunelab import models
 from prunelab.criteria import CRITERIA
-from prunelab.data import DATASETS
+from prunelab.data import DATASETS, FIXED_SIZES, NUM_CLASSES
 from prunelab.engine import AMP_MODES, DEVICES
-from prunelab.errors import PrunelabError
+from prunelab.errors import PrunelabError, short
 from prunelab.sparsity import parse_sparsity
 
 
@@ -31,14 +33,14 @@ class ConfigError(PrunelabError):
 def _choice(*allowed):
     def check(key, v):
         if v not in allowed:
-            raise ConfigError(f"{key}: {v!r} is not allowed; allowed: {', '.join(map(str, allowed))}")
+            raise ConfigError(f"{key}: {short(v)} is not allowed; allowed: {', '.join(map(str, allowed))}")
     return check
 
 
-def _int(lo: int):
+def _int(lo: int, hi: int):
     def check(key, v):
-        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-            raise ConfigError(f"{key}: must be an integer >= {lo}, got {v!r}")
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise ConfigError(f"{key}: must be an integer in [{lo}, {hi}], got {short(v)}")
     return check
 
 
@@ -47,13 +49,13 @@ def _float(lo: float, hi: float, lo_open: bool = False, hi_open: bool = True):
         ok = isinstance(v, (int, float)) and not isinstance(v, bool)
         ok = ok and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
         if not ok:
-            raise ConfigError(f"{key}: must be a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}, got {v!r}")
+            raise ConfigError(f"{key}: must be a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}, got {short(v)}")
     return check
 
 
 def _str(key, v):
     if not isinstance(v, str) or not v:
-        raise ConfigError(f"{key}: must be a non-empty string, got {v!r}")
+        raise ConfigError(f"{key}: must be a non-empty string, got {short(v)}")
 
 
 def _optional_str(key, v):
@@ -61,9 +63,14 @@ def _optional_str(key, v):
         _str(key, v)
 
 
+def _optional_train_subset(key, v):  # its lower bound, the dataset's classes: _train_subset
+    if v is not None:
+        _int(1, MAX_TRAIN_SUBSET)(key, v)
+
+
 def _bool(key, v):
     if not isinstance(v, bool):
-        raise ConfigError(f"{key}: must be true or false, got {v!r}")
+        raise ConfigError(f"{key}: must be true or false, got {short(v)}")
 
 
 def _criteria(key, v):
@@ -78,52 +85,90 @@ def _settings(key, v):
         raise ConfigError(f"{key}: must map setting names to sparsity specs, e.g. r1: '[0.]+[0.15]*2+[0.4]*27'")
     for name, spec in v.items():
         if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(f"{key}: setting name {name!r} must be letters, digits, '-' and '_'")
+            raise ConfigError(f"{key}: setting name {short(name)} must be letters, digits, '-' and '_'")
         parse_sparsity(spec, f"{key}.{name}")
 
 
 def _launcher(key, v):
     if not isinstance(v, str) or not v.split() or v.split()[0] not in ("python", "torchrun"):
         raise ConfigError(f"{key}: must be 'python' or a torchrun command such as "
-                          f"'torchrun --standalone --nproc_per_node=4', got {v!r}")
+                          f"'torchrun --standalone --nproc_per_node=4', got {short(v)}")
 
 
 def _channels_last(key, v):
     if v not in ("auto", True, False):
-        raise ConfigError(f"{key}: {v!r} is not allowed; allowed: auto, true, false")
+        raise ConfigError(f"{key}: {short(v)} is not allowed; allowed: auto, true, false")
 
+
+# Upper bounds, checked before anything is allocated (the params check of a hostile file stays
+# fast; a typo fails in the check, not in an allocation hours later):
+# Seeds feed numpy's and scikit-learn's seeding, which take integers below 2**32.
+MAX_SEED = 2**32 - 1
+# Batches: 8x the largest batch of any recipe here (512, eval); one batch of 4096 ImageNet
+# inputs is 2.4 GB before a single activation, CIFAR-size ResNet-110 activations about 25 GB.
+MAX_BATCH = 4096
+MAX_LATENCY_BATCHES = 16  # latency.batch_sizes: one timed series each
+# Epochs: 30x the paper's longest recipe (300); more is a typo, not a schedule.
+MAX_EPOCHS = 10_000
+# features.num_images: 15x CHIP's 640; with save_maps every image keeps all its raw maps on the
+# CPU (ResNet-56 at 32x32: about 1 MB an image).
+MAX_FEATURE_IMAGES = 10_000
+# snpfi.calibration_images: 32x the default 128; the Shapley game caches every layer's partial
+# forward of the whole set (about 1 MB an image for ResNet-56 at 32x32).
+MAX_CALIBRATION_IMAGES = 4096
+MAX_PERMUTATIONS = 1000  # snpfi.permutations: a forward per channel each; time grows linearly
+MAX_LATENCY_PASSES = 10_000  # latency.warmup and .repeats: 10,000 ResNet-50 passes at batch 256 is hours
+MAX_SEEDS = 100  # the paper pipeline's seeds: each is a full fine-tuning of every row
+# data.image_size: fixed-size datasets take their one size (FIXED_SIZES; the loader checks it);
+# digits are 8x8 scans held in memory whole: bilinear upsampling past 8x adds nothing, and 64 px
+# is 1,797 x 64 x 64 B = 7 MB (the 1500 px of a typo would be 4 GB of uint8, 16 GB while resized
+# as float); ImageNet's JPEGs average about 400x350 px, so crops past 512 px only upsample.
+MAX_IMAGE_SIZE = {**FIXED_SIZES, "digits": 64, "imagenet": 512}
+# data.train_subset: the largest training split held in memory, (Fashion-)MNIST's; a dataset's
+# own split size is checked when it is loaded (digits' depends on data.test_fraction).
+MAX_TRAIN_SUBSET = 60_000
 
 ENGINE = {"launcher": _launcher, "amp": _choice(*AMP_MODES), "channels_last": _channels_last, "compile": _bool,
           "sync_bn": _bool}
 
 def _batch_sizes(key, v):
-    if not isinstance(v, list) or not v or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in v):
-        raise ConfigError(f"{key}: must be a non-empty list of integers >= 1, got {v!r}")
+    if not isinstance(v, list) or not v or len(v) > MAX_LATENCY_BATCHES or any(
+            isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= MAX_BATCH for b in v):
+        raise ConfigError(f"{key}: must be a list of 1 to {MAX_LATENCY_BATCHES} integers in [1, {MAX_BATCH}], "
+                          f"got {short(v)}")
 
 
 PATH_KEYS = ("data", "baseline", "features", "scores", "pruned", "finetuned", "metrics", "results")
 
 _RECIPE = {
-    "epochs": _int(1), "batch_size": _int(1), "lr": _float(0, 10, lo_open=True), "momentum": _float(0, 1),
-    "weight_decay": _float(0, 1), "warmup_epochs": _float(0, 1e6), "label_smoothing": _float(0, 1),
+    "epochs": _int(1, MAX_EPOCHS), "batch_size": _int(1, MAX_BATCH), "lr": _float(0, 10, lo_open=True),
+    "momentum": _float(0, 1), "weight_decay": _float(0, 1), "warmup_epochs": _float(0, MAX_EPOCHS, hi_open=False),
+    "label_smoothing": _float(0, 1),
 }
 
 SCHEMA: dict[str, Any] = {
-    "seed": _int(0),
+    "seed": _int(0, MAX_SEED),
     "device": _choice(*DEVICES),
     "engine": ENGINE,
     "paths": {k: _str for k in PATH_KEYS},
     "tracking": {"uri": _str, "experiment": _str},
-    "data": {"name": _choice(*DATASETS), "image_size": _int(4), "test_fraction": _float(0, 1, lo_open=True),
-             "download": _bool, "eval_batch_size": _int(1)},
+    "data": {"name": _choice(*DATASETS), "image_size": _int(4, max(MAX_IMAGE_SIZE.values())), "test_fraction": _float(0, 1, lo_open=True),
+             "download": _bool, "eval_batch_size": _int(1, MAX_BATCH), "train_subset": _optional_train_subset},
     "model": {"arch": _choice(*models.ARCHS), "pretrained": _optional_str},
     "train": _RECIPE,
-    "features": {"num_images": _int(1), "batch_size": _int(1), "save_maps": _bool},
-    "snpfi": {"calibration_images": _int(1), "permutations": _int(2), "ridge": _float(0, 1)},
-    "latency": {"batch_sizes": _batch_sizes, "warmup": _int(0), "repeats": _int(0)},
+    "features": {"num_images": _int(1, MAX_FEATURE_IMAGES), "batch_size": _int(1, MAX_BATCH), "save_maps": _bool},
+    "snpfi": {"calibration_images": _int(1, MAX_CALIBRATION_IMAGES), "permutations": _int(2, MAX_PERMUTATIONS),
+              "ridge": _float(0, 1)},
+    "latency": {"batch_sizes": _batch_sizes, "warmup": _int(0, MAX_LATENCY_PASSES),
+                "repeats": _int(0, MAX_LATENCY_PASSES)},
     "prune": {"criteria": _criteria, "settings": _settings},
     "finetune": _RECIPE,
 }
+
+
+def _key(k: Any) -> str:
+    """A mapping key as written in the file; short() of anything long or not a string."""
+    return k if isinstance(k, str) and len(k) <= 40 and k.isprintable() else short(k)
 
 
 def _validate(node: Any, schema: Any, key: str) -> None:
@@ -132,7 +177,7 @@ def _validate(node: Any, schema: Any, key: str) -> None:
             raise ConfigError(f"{key or 'params'}: must be a mapping with keys {', '.join(schema)}")
         for k in node:
             if k not in schema:
-                raise ConfigError(f"{key + '.' if key else ''}{k}: unknown key; allowed: {', '.join(schema)}")
+                raise ConfigError(f"{key + '.' if key else ''}{_key(k)}: unknown key; allowed: {', '.join(schema)}")
         for k, sub in schema.items():
             if k not in node:
                 raise ConfigError(f"{key + '.' if key else ''}{k}: missing")
@@ -141,12 +186,35 @@ def _validate(node: Any, schema: Any, key: str) -> None:
         schema(key, node)
 
 
+def _image_size(data: dict, key: str) -> None:
+    name, size = data["name"], data["image_size"]
+    if name in MAX_IMAGE_SIZE and size > MAX_IMAGE_SIZE[name]:
+        raise ConfigError(f"{key}.image_size: {name} takes at most {MAX_IMAGE_SIZE[name]} pixels, got {size}")
+
+
+def _train_subset(data: dict, key: str) -> None:
+    """train_subset: at least one image per class, and only for a dataset held in memory."""
+    name, size = data["name"], data["train_subset"]
+    if size is None:
+        return
+    if name not in NUM_CLASSES:
+        raise ConfigError(f"{key}.train_subset: only for {', '.join(NUM_CLASSES)}; {name} takes null")
+    if size < NUM_CLASSES[name]:
+        raise ConfigError(f"{key}.train_subset: {name} has {NUM_CLASSES[name]} classes; take at least one image "
+                          f"of each: null or an integer >= {NUM_CLASSES[name]}, got {size}")
+
+
 def validate(params: dict) -> dict:
     _validate(params, SCHEMA, "")
+    _image_size(params["data"], "data")
+    _train_subset(params["data"], "data")
     arch = params["model"]["arch"]
-    size = 32 if params["data"]["name"] == "cifar10" else params["data"]["image_size"]
-    if size < models.min_input_size(arch):
-        raise ConfigError(f"data.image_size: {arch} needs inputs of at least {models.min_input_size(arch)} pixels, got {size}")
+    data = params["data"]["name"]
+    size = FIXED_SIZES.get(data, params["data"]["image_size"])  # the side of the images the model gets
+    try:
+        models.check_input(arch, size, size)
+    except ValueError as e:
+        raise ConfigError(f"model.arch: {e} (data.name {data})") from None
     for name, spec in params["prune"]["settings"].items():
         try:
             models.group_rates(arch, parse_sparsity(spec))
@@ -155,14 +223,70 @@ def validate(params: dict) -> dict:
     return params
 
 
+# A params file is a few KB (the paper's: 5 KB, 442 values once its anchors are expanded).
+# These bounds, 6x and 45x that, keep a hostile file from costing more than a moment: composing
+# takes about 25 us a value, so 32 KB of "0," (16,000 values) takes under half a second, and a
+# YAML anchor bomb (a few lines that expand to billions of values) is refused by its count.
+MAX_PARAMS_BYTES = 1 << 15
+MAX_PARAMS_NODES = 20_000
+# PyYAML's scanner is quadratic in flow nesting ('[[[...' 1000 deep: 1.3 s) and its composer
+# recursive; params nest 5 levels deep, so nesting is bounded first, on the raw bytes: brackets
+# (counted in strings and comments too, which only errs towards refusing) and indentation.
+MAX_NESTING = 32
+MAX_INDENT = 128
+# libyaml's parser (shipped in PyYAML's wheels) reads a 1 MB list in 0.3 s where the pure-Python
+# one takes 11 s; the same safe constructor builds the values either way.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _check_nesting(data: bytes) -> None:
+    b = np.frombuffer(data, np.uint8)
+    steps = np.isin(b, list(b"[{")).astype(np.int64) - np.isin(b, list(b"]}"))  # +1 open, -1 close
+    if len(steps) and np.cumsum(steps).max() > MAX_NESTING:
+        raise ConfigError(f"nested more than {MAX_NESTING} brackets deep ([ and {{ counted anywhere)")
+    if re.search(rb"(?m)^[ \t]{%d}[ \t]*[^#\s]" % MAX_INDENT, data):
+        raise ConfigError(f"a value indented more than {MAX_INDENT} columns")
+
+
+def _expanded_nodes(node: yaml.Node, sizes: dict[int, int | None]) -> int:
+    """Values `node` stands for with every alias expanded; counted once per distinct node, so
+    linear in the file. sizes: id(node) -> count, None while the node is being counted (a cycle)."""
+    if id(node) in sizes:
+        if sizes[id(node)] is None:
+            raise ConfigError("an anchor holds itself (a recursive structure)")
+        return sizes[id(node)]
+    sizes[id(node)] = None
+    children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                else node.value if isinstance(node, yaml.SequenceNode) else [])
+    sizes[id(node)] = n = min(1 + sum(_expanded_nodes(c, sizes) for c in children), MAX_PARAMS_NODES + 1)
+    return n
+
+
 def read(path: str | Path) -> dict:
+    """A params file's YAML, refusing files past MAX_PARAMS_BYTES or MAX_PARAMS_NODES expanded values."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such params file")
+    if path.stat().st_size > MAX_PARAMS_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size} bytes; a params file holds at most {MAX_PARAMS_BYTES}")
+    loader = None
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        data = path.read_bytes()
+        _check_nesting(data)
+        loader = _LOADER(data)
+        node = loader.get_single_node()
+        if node is not None and _expanded_nodes(node, {}) > MAX_PARAMS_NODES:
+            raise ConfigError(f"holds more than {MAX_PARAMS_NODES} values with its YAML aliases expanded")
+        return (loader.construct_document(node) if node is not None else None) or {}
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0][:200]})") from None
+    except (ValueError, RecursionError) as e:  # an int past 4,300 digits; nesting deeper than Python's stack
+        raise ConfigError(f"{path}: not a usable params file ({type(e).__name__}: {short(str(e))})") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def load_params(path: str | Path = "params.yaml", experiment: str | None = None) -> dict:
@@ -229,10 +353,11 @@ SMOKE_BATCHES = 2  # batches per epoch and per evaluation in smoke mode
 
 
 def _seed_list(key, v):
-    if not isinstance(v, list) or not v or len(set(v)) != len(v):
-        raise ConfigError(f"{key}: must be a non-empty list of distinct integers >= 0, got {v!r}")
-    for s in v:
-        _int(0)(key, s)
+    for s in v if isinstance(v, list) and len(v) <= MAX_SEEDS else ():
+        _int(0, MAX_SEED)(key, s)
+    if not isinstance(v, list) or not v or len(v) > MAX_SEEDS or len(set(v)) != len(v):
+        raise ConfigError(f"{key}: must be a non-empty list of distinct integers in [0, {MAX_SEED}], at most "
+                          f"{MAX_SEEDS} of them, got {short(v)}")
 
 
 def _mapping(key, v):
@@ -241,14 +366,15 @@ def _mapping(key, v):
 
 
 _EXPERIMENT = {k: SCHEMA[k] for k in ("model", "data", "train", "finetune")}
+PAPER_DATASETS = ("cifar10", "mnist", "imagenet")  # CHIP's; paths.data names a folder for each
 
 PAPER_SCHEMA: dict[str, Any] = {
-    "seed": _int(0),
+    "seed": _int(0, MAX_SEED),
     "seeds": _seed_list,
     "device": SCHEMA["device"],
     "engine": ENGINE,
     "smoke": _bool,
-    "paths": {"data": {name: _str for name in DATASETS if name != "digits"}, "runs": _str, "results": _str},
+    "paths": {"data": {name: _str for name in PAPER_DATASETS}, "runs": _str, "results": _str},
     "tracking": SCHEMA["tracking"],
     "features": SCHEMA["features"],
     "snpfi": SCHEMA["snpfi"],
@@ -264,12 +390,16 @@ def validate_paper(paper: dict) -> None:
     if not paper["experiments"]:
         raise ConfigError("experiments: must name at least one experiment")
     for name, exp in paper["experiments"].items():
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():  # a folder of paths.runs
+            raise ConfigError(f"experiments: experiment name {short(name)} must be letters, digits, '-' and '_'")
         _validate(exp, _EXPERIMENT, f"experiments.{name}")
-        if exp["data"]["name"] == "digits":
-            raise ConfigError(f"experiments.{name}.data.name: the paper uses cifar10, mnist or imagenet")
+        _image_size(exp["data"], f"experiments.{name}.data")
+        _train_subset(exp["data"], f"experiments.{name}.data")
+        if exp["data"]["name"] not in PAPER_DATASETS:
+            raise ConfigError(f"experiments.{name}.data.name: the paper uses {', '.join(PAPER_DATASETS)}")
     for row, spec in paper["rows"].items():
         if not isinstance(row, str) or not row.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(f"rows: row name {row!r} must be letters, digits, '-' and '_'")
+            raise ConfigError(f"rows: row name {short(row)} must be letters, digits, '-' and '_'")
         _validate(spec, {"experiment": _choice(*paper["experiments"]), "sparsity": _str}, f"rows.{row}")
         arch = paper["experiments"][spec["experiment"]]["model"]["arch"]
         try:
@@ -287,7 +417,7 @@ def experiment_params(paper: dict, name: str) -> dict:
     rows as prune settings, its outputs under paths.runs/<name>/; in smoke mode, synthetic data
     in the dataset's real format, one epoch of a few batches."""
     if name not in paper["experiments"]:
-        raise ConfigError(f"--experiment: {name!r} is not in experiments ({', '.join(paper['experiments'])})")
+        raise ConfigError(f"--experiment: {short(name)} is not in experiments ({', '.join(paper['experiments'])})")
     exp = copy.deepcopy(paper["experiments"][name])
     runs = Path(paper["paths"]["runs"])
     out = runs / name
@@ -322,21 +452,42 @@ def experiment_params(paper: dict, name: str) -> dict:
     return params
 
 
+def check_outputs(params: dict, project: str | Path) -> None:
+    """Every output path under `paths` (all but the data root, which may be read from anywhere)
+    resolves inside `project`, the folder holding the params file: DVC runs the stages there, so
+    relative paths start there; an absolute path, a '..' or a symlink that leads out is refused."""
+    root = Path(project).resolve()
+    for key, value in params["paths"].items():
+        if key == "data":
+            continue
+        try:
+            target = (root / value).resolve()
+        except (OSError, ValueError) as e:  # a NUL byte, a symlink loop
+            raise ConfigError(f"paths.{key}: {short(value)} is not a usable path ({e})") from None
+        if target != root and root not in target.parents:
+            raise ConfigError(f"paths.{key}: {short(value)} resolves to {short(str(target))}, outside the project "
+                              f"folder {root}; outputs are written inside it")
+
+
 def load_paper(path: str | Path) -> dict:
     paper = read(path)
     if not is_paper(paper):
         raise ConfigError(f"{path}: not a paper params file (no experiments:)")
     validate_paper(paper)
+    check_outputs(paper, Path(path).parent)
     return paper
 
 
 def load_any(path: str | Path) -> dict:
-    """A validated params file as it is: the default pipeline's, or a paper file (is_paper)."""
+    """A validated params file as it is: the default pipeline's, or a paper file (is_paper); its
+    outputs inside its folder (check_outputs)."""
     raw = read(path)
     if is_paper(raw):
         validate_paper(raw)
-        return raw
-    return validate(raw)
+    else:
+        validate(raw)
+    check_outputs(raw, Path(path).parent)
+    return raw
 
 
 def run_stage(main: Callable[[], None]) -> None:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import hashlib
 import itertools
 import json
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+import yaml
 
 from prunelab import checkpoint, config, distributed, synthetic, tracking
 from prunelab.checkpoint import atomic_write
@@ -35,10 +40,11 @@ def eval_accel(params: dict) -> dict:
 def load_data(params: dict) -> Splits | FolderSplits:
     d = params["data"]
     if params.get("smoke"):  # the paper pipeline's smoke mode: synthetic files in the real format
-        synthetic.write_dataset(d["name"], params["paths"]["data"], params["seed"])
+        # checked against the md5s recorded when they were written, before the loader unpickles them
+        synthetic.verify(synthetic.write_dataset(d["name"], params["paths"]["data"], params["seed"]))
     try:
         return load_dataset(d["name"], params["paths"]["data"], d["download"], params["seed"], d["image_size"],
-                            d["test_fraction"], verify=not params.get("smoke"))
+                            d["test_fraction"], verify=not params.get("smoke"), train_subset=d["train_subset"])
     except DatasetNotFound as e:
         raise config.ConfigError(f"paths.data: {e}") from None
 
@@ -88,9 +94,12 @@ def input_shape(splits: Splits | FolderSplits) -> tuple[int, int, int]:
     return (splits.in_channels, splits.image_size, splits.image_size)
 
 
+def write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
 def write_json(path: str | Path, data: dict) -> None:
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def write_curve(path: str | Path, rows: list[dict]) -> None:
@@ -101,36 +110,150 @@ def write_curve(path: str | Path, rows: list[dict]) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def dataset_digest(splits: Splits | FolderSplits) -> str:
+    """md5 of the images and labels a stage used: in-memory splits by their bytes, an image
+    folder by its file list (paths and sizes)."""
+    h = hashlib.md5()
+    if isinstance(splits, Splits):
+        for t in (splits.x_train, splits.y_train, splits.x_test, splits.y_test):
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    else:
+        for path, label in (*splits.train.samples, *splits.val.samples):
+            h.update(f"{path}:{Path(path).stat().st_size}:{label}\n".encode())
+    return h.hexdigest()
+
+
+@contextmanager
 def stage_run(params: dict, stage: str, sections: dict, item: str | None = None, tags: dict | None = None,
-              run_id: str | None = None):
+              run_id: str | None = None, data: Splits | FolderSplits | None = None):
     """The MLflow run of one stage execution, named as DVC names the stage: 'prune@chip-r1', or
-    'train_baseline@resnet110' for a per-model stage of the paper pipeline."""
+    'train_baseline@resnet110' for a per-model stage of the paper pipeline. `data`, when the
+    stage read a data set, is logged as the run's input (name and digest)."""
     item = item or params.get("experiment")
     run_name = f"{stage}@{item}" if item else stage
     all_tags = {"stage": stage, "model": params["model"]["arch"], "params_hash": config.params_hash(params),
                 **({"item": item} if item else {}), **({"experiment": params["experiment"]} if "experiment" in params else {}),
                 **({"smoke": "true"} if params.get("smoke") else {}), **(tags or {})}
     t = params["tracking"]
-    return tracking.stage_run(run_name, t["uri"], t["experiment"], sections, all_tags, run_id)
+    with tracking.stage_run(run_name, t["uri"], t["experiment"], sections, all_tags, run_id) as run:
+        if data is not None:
+            run.log_dataset(*dataset_input(params, data))
+        yield run
+
+
+def dataset_input(params: dict, splits: Splits | FolderSplits) -> tuple[str, str, str | None]:
+    """(name, digest, source folder or None for embedded data) of a stage's data set, for MLflow."""
+    d = params["data"]
+    return (f"{d['name']}-{splits.image_size}px", dataset_digest(splits),
+            None if d["name"] == "digits" else params["paths"]["data"])
+
+
+def restored_runs(params: dict, name: str, lock: dict[str, dict], dataset) -> list[tuple]:
+    """A skipped stage's MLflow runs rebuilt from dvc.lock and the tracked files (mlflow_sync):
+    [(the params the stage read, [(step, metrics)], tags, artifacts, data set)], one run per
+    fine-tuning seed as the stage logs them, else one. dataset() gives the data set's
+    (name, digest, source), called only for a stage that read the data (`data` in its params).
+
+    Metrics come from the stage's JSON outputs (strings become tags, as the stage logs them)
+    and per-epoch curves (CSV under paths.metrics); the evaluate run also gets the params of the
+    prune and finetune stages that made its network; prune and finetune attach their checkpoints.
+    """
+    stage, _, item = name.partition("@")
+    read = {k: v for values in lock[name].get("params", {}).values() for k, v in values.items()}
+    if stage == "evaluate":
+        for upstream in ("prune", "finetune"):
+            entry = lock.get(f"{upstream}@{item}", {})
+            read.update({f"{upstream}.{k}": v for values in entry.get("params", {}).values() for k, v in values.items()})
+    nets = {n.name: n for n in config.networks(params)} if "prune" in params else {}
+    tags = {"stage": stage, **({"item": item} if item else {})}
+    if item in nets:
+        tags.update(criterion=nets[item].criterion, setting=nets[item].setting, sparsity=nets[item].sparsity)
+    files = []
+    for out in lock[name].get("outs", []):
+        path = Path(out["path"])
+        files += sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    data = dataset() if any(k.rsplit(".", 1)[-1] == "data" for k in read) else None
+    if stage == "finetune" and item in nets:  # a run per seed: its checkpoint and its curve
+        metrics_dir = Path(params["paths"]["metrics"]) / "finetune"
+        return [(*_restored(params, stage, read, {**tags, "seed": str(seed)}, [
+            config.finetuned_file(params, nets[item], seed), config.finetuned_file(params, nets[item], seed, metrics_dir, ".csv")]),
+            data) for seed in config.seeds(params)]
+    return [(*_restored(params, stage, read, tags, files), data)]
+
+
+def _restored(params: dict, stage: str, read: dict, tags: dict, files: list[Path]) -> tuple[dict, list, dict, list]:
+    """One restored run from a stage's output files: JSON records, per-epoch curves, artifacts."""
+    tags, metrics, artifacts = dict(tags), [], []
+    curves = Path(params["paths"]["metrics"]) if "metrics" in params["paths"] else None
+    for f in files:
+        if f.suffix == ".json":
+            values = tracking.flatten(json.loads(f.read_text()))
+            metrics.append((None, {k: float(v) for k, v in values.items()
+                                   if isinstance(v, (int, float)) and not isinstance(v, bool)}))
+            tags.update({k: v for k, v in values.items() if isinstance(v, str)})
+        elif f.suffix == ".csv" and curves is not None and curves in f.parents:  # (epoch, metrics) rows
+            with f.open() as fh:
+                metrics += [(int(row.pop("epoch")), {k: float(v) for k, v in row.items()}) for row in csv.DictReader(fh)]
+        elif stage in ("prune", "finetune", "report"):  # checkpoints (data only) and tables, as the stage logs them
+            artifacts.append(f)
+    return read, metrics, tags, artifacts
+
+
+def check_tracking(params: dict) -> None:
+    """Stop with one line naming tracking.uri, before any data or model is loaded, if the
+    tracking store does not answer."""
+    tracking.check_store(params["tracking"]["uri"])
+
+
+def code_fingerprint(stage: str, dvc_yaml: str | Path = "dvc.yaml") -> dict[str, str]:
+    """{file: md5} of the code `stage` declares in dvc_yaml (stages run in its folder): its
+    literal deps, the stage script and library files and folders, a folder standing for every
+    .py file under it; paths as written there (paper/dvc.yaml's are '../'-relative). Templated
+    deps (${paths.baseline}) are data, fingerprinted as the stage's inputs. foreach stages list
+    their deps under do:, matrix stages directly. {} where there is no dvc_yaml or no such stage.
+    """
+    dvc_yaml = Path(dvc_yaml)
+    if not dvc_yaml.is_file():
+        return {}
+    definition = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {}).get(stage) or {}
+    body = definition.get("do", definition)
+    code = {}
+    for dep in body.get("deps") or []:
+        dep = next(iter(dep)) if isinstance(dep, dict) else str(dep)
+        if "${" in dep:
+            continue
+        path = dvc_yaml.parent / dep
+        if path.is_dir():
+            for f in sorted(path.rglob("*.py")):
+                code[f"{dep.rstrip('/')}/{f.relative_to(path).as_posix()}"] = checkpoint.file_hash(f)
+        else:
+            code[dep] = checkpoint.file_hash(path) if path.is_file() else "missing"
+    return code
 
 
 def train_resumably(params: dict, stage: str, item: str | None, sections: dict, tags: dict, output: Path,
-                    inputs: list[Path], train, write_outputs) -> None:
+                    inputs: list[Path], train, write_outputs, data: Splits | FolderSplits | None = None) -> str | None:
     """Run train(on_epoch, state, save_state) -> final metrics inside the stage's MLflow run,
     saving the training state every epoch and resuming from it after a crash; then
-    write_outputs(final metrics, per-epoch metrics of the whole run), then drop the state.
+    write_outputs(final metrics, per-epoch metrics of the whole run, run), then drop the state.
+    Returns the MLflow run's id (None on the other torchrun ranks).
 
     The resume file's fingerprint covers the stage's params sections and the md5 of its input
-    files, so a changed configuration starts over.
+    files, and it records the stage's code (code_fingerprint), so a changed configuration or a
+    changed code dependency starts over; the latter says so in one line.
     """
     fingerprint = config.params_hash({"sections": sections, "inputs": [checkpoint.file_hash(p) for p in inputs]})
-    resume = checkpoint.ResumeFile(output, fingerprint)
+    resume = checkpoint.ResumeFile(output, fingerprint, code_fingerprint(stage))
     saved = resume.load()
+    if resume.changed_code and distributed.is_main():
+        print(f"{stage}: not resuming from {resume.path}: its code dependencies changed since it was saved "
+              f"({', '.join(resume.changed_code[:3])}{', ...' if len(resume.changed_code) > 3 else ''}); "
+              "training from the start", file=sys.stderr)
     if not distributed.is_main():  # other torchrun ranks: train alongside rank 0, write nothing
         train(lambda epoch, metrics: None, saved["train"] if saved else None, None)
-        return
+        return None
     curve = list(saved["curve"]) if saved else []
-    with stage_run(params, stage, sections, item, tags, run_id=saved["mlflow_run_id"] if saved else None) as run:
+    with stage_run(params, stage, sections, item, tags, saved["mlflow_run_id"] if saved else None, data) as run:
         def on_epoch(epoch: int, m: dict) -> None:
             curve.append(m)
             run.log_metrics(m, step=epoch)
@@ -141,6 +264,7 @@ def train_resumably(params: dict, stage: str, item: str | None, sections: dict, 
         final = train(on_epoch, saved["train"] if saved else None, save_state)
         write_outputs(final, curve, run)
     resume.remove()
+    return run.run_id
 
 
 def experiment_stage(description: str, criterion: bool = False) -> tuple[dict, str | None]:
@@ -157,6 +281,7 @@ def experiment_stage(description: str, criterion: bool = False) -> tuple[dict, s
     params = config.load_params("params.yaml", args.experiment)
     if criterion and args.criterion not in params["prune"]["criteria"]:
         raise config.ConfigError(f"--criterion: {args.criterion!r} is not in prune.criteria {params['prune']['criteria']}")
+    check_tracking(params)
     return params, args.criterion if criterion else None
 
 
@@ -173,12 +298,14 @@ def network_stage(description: str) -> tuple[dict, config.Network]:
         if args.row not in paper["rows"]:
             raise config.ConfigError(f"--row: {args.row!r} is not in rows ({', '.join(paper['rows'])})")
         params = config.experiment_params(paper, paper["rows"][args.row]["experiment"])
+        check_tracking(params)
         return params, next(n for n in config.networks(params) if n.name == args.row)
     params = config.load_params("params.yaml")
     if args.criterion not in params["prune"]["criteria"]:
         raise config.ConfigError(f"--criterion: {args.criterion!r} is not in prune.criteria {params['prune']['criteria']}")
     if args.setting not in params["prune"]["settings"]:
         raise config.ConfigError(f"--setting: {args.setting!r} is not in prune.settings ({', '.join(params['prune']['settings'])})")
+    check_tracking(params)
     return params, next(n for n in config.networks(params) if (n.criterion, n.setting) == (args.criterion, args.setting))
 
 

@@ -209,14 +209,37 @@ def plot_png(pts: pd.DataFrame, path: str | Path, title: str) -> None:
     plt.close(fig)
 
 
-def write_tables(records: list[dict], out_dir: str | Path, title: str = "Results") -> dict[str, Path]:
-    """Write table.{md,tex,csv}, comparison.md and the top-1-vs-MACs plot (CSV for DVC, PNG) into
-    out_dir, each atomically; returns their paths."""
+def summary(df: pd.DataFrame) -> str:
+    """JSON: per network, top-1 after and before fine-tuning and the MACs reduction; the few
+    numbers `dvc metrics show` and `dvc exp show` list (the evaluate files hold the rest)."""
+    out = {f"{r.criterion}-{r.setting}": {"top1": r.pruned_top1, "top1_std": r.pruned_top1_std,
+                                          "top1_before_finetune": r.top1_before_finetune,
+                                          "macs_reduction_pct": r.macs_reduction_pct} for r in df.itertuples(index=False)}
+    return json.dumps(out, indent=2, sort_keys=True) + "\n"
+
+
+CURVE_FIELDS = ("setting", "criterion", "seed", "epoch", "top1")
+
+
+def curves_csv(curves: list[dict]) -> str:
+    """Fine-tuning top-1 per epoch of every network and seed, one row each (CURVE_FIELDS): the
+    DVC plot that puts a setting's networks on one axis."""
+    buf = io.StringIO()
+    pd.DataFrame(curves, columns=list(CURVE_FIELDS)).to_csv(buf, index=False, float_format="%.6f", lineterminator="\n")
+    return buf.getvalue()
+
+
+def write_tables(records: list[dict], out_dir: str | Path, title: str = "Results",
+                 curves: list[dict] | None = None) -> dict[str, Path]:
+    """Write table.{md,tex,csv}, comparison.md, summary.json, the fine-tuning curves (when given)
+    and the top-1-vs-MACs plot (CSV for DVC, PNG) into out_dir, each atomically; returns their
+    paths."""
     if not records:
         raise PrunelabError("no results to tabulate")
     df = frame(records)
     texts = {"table.md": markdown(df, title), "table.tex": latex(df, title), "table.csv": csv(df),
-             "comparison.md": comparison(df), "top1_vs_macs.csv": csv(points(df))}
+             "comparison.md": comparison(df), "summary.json": summary(df), "top1_vs_macs.csv": csv(points(df)),
+             **({"finetune_curves.csv": curves_csv(curves)} if curves is not None else {})}
     out = {}
     for name, text in texts.items():
         path = Path(out_dir) / name
@@ -235,17 +258,6 @@ def records_from_files(files: list[Path]) -> list[dict]:
             raise PrunelabError(f"{f}: no such metrics file; run `dvc repro` first")
         records.append(json.loads(Path(f).read_text()))
     return records
-
-
-def records_from_mlflow(uri: str, experiment: str, items: list[str]) -> list[dict]:
-    """The same records from the newest finished MLflow `evaluate` run of each item."""
-    from prunelab.tracking import latest_runs
-
-    runs = latest_runs(uri, experiment, "evaluate")
-    missing = [i for i in items if i not in runs]
-    if missing:
-        raise PrunelabError(f"no finished MLflow 'evaluate' run for {', '.join(missing)} in experiment {experiment!r} at {uri}")
-    return [{**runs[i]["tags"], **runs[i]["metrics"]} for i in items]
 
 
 # --- The paper pipeline's table: CHIP's layout, our numbers beside the paper's reported top-1.

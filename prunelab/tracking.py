@@ -1,20 +1,47 @@
 """MLflow: one run per stage execution, named as the DVC stage, with params, metrics and tags.
 
+Runs are tied to what produced them. A stage run records the md5 of every file it wrote
+(`outs_md5`); `mlflow_sync`, DVC's last stage, then matches each dvc.lock entry to its run by
+those files and tags the run with the entry's hash (`dvc_lock_hash`) and its dependencies'
+md5s. A stage that DVC skipped gets a run restored from the tracked files
+(`restored_from: dvc.lock`). So MLflow holds every result the workspace holds, and a table
+built from MLflow uses exactly the runs of the workspace's dvc.lock.
+
 MLflow is imported lazily (it is slow to import) and with its telemetry switched off.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from prunelab.errors import PrunelabError
+
+# The MLflow UI opens an experiment of this kind on its runs table (an experiment without the
+# tag is shown as a GenAI experiment, on an empty traces overview).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# A tracking server that does not answer fails the stage within about this many seconds.
+SERVER_TIMEOUT_S = 5
+RESTORED = "dvc.lock"  # tag restored_from of a run rebuilt from the tracked files
+
+
+class TrackingError(PrunelabError):
+    """The tracking store cannot be used as configured; the message names tracking.uri."""
 
 
 def _mlflow():
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+    # fail fast on a tracking server that does not answer: no retries with back-off
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(SERVER_TIMEOUT_S))
     import mlflow
 
     return mlflow
@@ -48,6 +75,48 @@ def tracking_uri(configured: str) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or configured
 
 
+def _sqlite_file(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def check_store(configured: str, must_exist: bool = False) -> str:
+    """The tracking URI, once its store answers; else TrackingError naming tracking.uri.
+
+    A server gets one request with a short timeout and no retries. A SQLite file is not
+    created when must_exist (a reader such as `prunelab table --from-mlflow`).
+    """
+    uri = tracking_uri(configured)
+    db = _sqlite_file(uri)
+    if db is not None:
+        if must_exist and not db.is_file():
+            raise TrackingError(f"tracking.uri: {uri} does not exist; run `dvc repro` first")
+        if not db.parent.is_dir():
+            raise TrackingError(f"tracking.uri: {uri}: no folder {db.parent}")
+        return uri
+    if uri.startswith(("http://", "https://")):
+        mlflow = _mlflow()
+        try:
+            mlflow.tracking.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        except Exception as e:  # noqa: BLE001 - any failure of the one request means "does not answer"
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise TrackingError(f"tracking.uri: {uri} does not answer ({first})") from None
+    return uri
+
+
+def files_md5(paths: list[str | Path]) -> str:
+    """One md5 over the given output files, folders expanded to their files: a stage's result.
+
+    (relative path, file md5) pairs, sorted, so the same files give the same digest wherever
+    they were written.
+    """
+    entries = []
+    for p in map(Path, paths):
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        for f in files:
+            entries.append(f"{os.path.normpath(f)}:{hashlib.md5(f.read_bytes()).hexdigest()}")
+    return hashlib.md5("\n".join(sorted(entries)).encode()).hexdigest()
+
+
 class StageRun:
     def __init__(self, mlflow, run):
         self._mlflow, self.run_id = mlflow, run.info.run_id
@@ -62,6 +131,64 @@ class StageRun:
     def set_tags(self, tags: dict[str, Any]) -> None:
         self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
+    def log_dataset(self, name: str, digest: str, source: str | None) -> None:
+        """The data set as the run's input: the runs table's Dataset column (name and digest)."""
+        _log_dataset(self._mlflow, name, digest, source)
+
+    def record_outputs(self, paths: list[str | Path]) -> None:
+        """Tag the run with the md5 of the files it wrote: mlflow_sync finds it by them."""
+        self._mlflow.set_tag("outs_md5", files_md5(paths))
+
+
+def _log_dataset(mlflow, name: str, digest: str, source: str | None) -> None:
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import CodeDatasetSource, LocalArtifactDatasetSource  # built at import
+
+    src = LocalArtifactDatasetSource(str(Path(source).resolve())) if source else CodeDatasetSource(
+        {"loader": "prunelab.data.load_dataset"})
+    mlflow.log_input(MetaDataset(src, name=name, digest=digest[:36]), context="data")
+
+
+def _experiment_id(client, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        return client.create_experiment(name, tags=EXPERIMENT_KIND)
+    if exp.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
+        client.set_experiment_tag(exp.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
+    return exp.experiment_id
+
+
+def experiment_id(uri: str, experiment: str) -> str:
+    """The experiment's id in the store (the MLflow UI's address names it)."""
+    mlflow = _mlflow()
+    return _experiment_id(mlflow.tracking.MlflowClient(tracking_uri=tracking_uri(uri)), experiment)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def close_dead_runs(client, experiment_id: str) -> list[str]:
+    """Mark KILLED every RUNNING run started on this machine by a process that is gone.
+
+    A stage killed by a signal (SIGKILL, OOM, power) cannot close its own run; the next stage
+    does. Returns the closed run ids.
+    """
+    closed = []
+    host = socket.gethostname()
+    for r in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        pid = r.data.tags.get("pid", "")
+        if r.data.tags.get("host") == host and pid.isdigit() and not _alive(int(pid)):
+            client.set_terminated(r.info.run_id, status="KILLED")
+            closed.append(r.info.run_id)
+    return closed
+
 
 @contextmanager
 def stage_run(run_name: str, uri: str, experiment: str, params: dict, tags: dict,
@@ -72,28 +199,149 @@ def stage_run(run_name: str, uri: str, experiment: str, params: dict, tags: dict
     """
     mlflow = _mlflow()
     mlflow.set_tracking_uri(tracking_uri(uri))
-    mlflow.set_experiment(experiment)
+    client = mlflow.tracking.MlflowClient()
+    experiment_id = _experiment_id(client, experiment)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    close_dead_runs(client, experiment_id)
     if run_id is not None:
         try:
-            mlflow.tracking.MlflowClient().get_run(run_id)
+            client.get_run(run_id)
         except mlflow.exceptions.MlflowException:  # gone (another tracking URI, deleted): start afresh
             run_id = None
     with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name) as run:
         mlflow.log_params({k: str(v) for k, v in flatten(params).items()})
-        mlflow.set_tags({"git_commit": git_commit(), **{k: str(v) for k, v in tags.items()}})
+        mlflow.set_tags({"git_commit": git_commit(), "host": socket.gethostname(), "pid": str(os.getpid()),
+                         "dvc_stage": run_name, **{k: str(v) for k, v in tags.items()}})
         yield StageRun(mlflow, run)
 
 
-def latest_runs(uri: str, experiment: str, stage: str) -> dict[str, dict]:
-    """{tag 'item': {'metrics': {...}, 'tags': {...}}} of the newest finished run of `stage` per item."""
-    mlflow = _mlflow()
-    client = mlflow.tracking.MlflowClient(tracking_uri=tracking_uri(uri))
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
+def tag_runs(uri: str, run_ids: list[str], tags: dict[str, str]) -> None:
+    """Set tags on finished runs (a stage whose outputs several runs wrote, one per seed)."""
+    client = _mlflow().tracking.MlflowClient(tracking_uri=tracking_uri(uri))
+    for run_id in run_ids:
+        for k, v in tags.items():
+            client.set_tag(run_id, k, str(v))
+
+
+# --- dvc.lock <-> MLflow runs
+
+
+def lock_stages(lock_file: str | Path = "dvc.lock") -> dict[str, dict]:
+    """{DVC stage name: its dvc.lock entry (cmd, deps, params, outs)}; {} without a lock."""
+    import yaml
+
+    path = Path(lock_file)
+    if not path.is_file():
         return {}
-    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.stage = '{stage}' and attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"], max_results=50_000)
-    out: dict[str, dict] = {}
-    for r in runs:
-        out.setdefault(r.data.tags.get("item", ""), {"metrics": dict(r.data.metrics), "tags": dict(r.data.tags)})
+    return (yaml.safe_load(path.read_text()) or {}).get("stages", {})
+
+
+def lock_hash(entry: dict) -> str:
+    """One hash of a dvc.lock entry: the command, every dependency's and output's md5 and the
+    params it read. Two runs with the same hash computed the same result."""
+    return hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _outs_present(entry: dict) -> bool:
+    return bool(entry.get("outs")) and all(Path(o["path"]).exists() for o in entry["outs"])
+
+
+def _dep_tags(entry: dict) -> dict[str, str]:
+    """dvc.deps.<path> = md5 of each dependency, as dvc.lock records it."""
+    return {f"dvc.deps.{d['path']}": d.get("md5", "") for d in entry.get("deps", [])}
+
+
+def _search(client, experiment_id: str, dvc_stage: str, extra: str = "") -> list:
+    flt = f"tags.dvc_stage = '{dvc_stage}' and attributes.status = 'FINISHED'" + extra
+    return client.search_runs([experiment_id], filter_string=flt, order_by=["attributes.start_time DESC"],
+                              max_results=1000)
+
+
+def sync_lock(uri: str, experiment: str, restore, lock_file: str | Path = "dvc.lock",
+              skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Make MLflow hold a finished run for every dvc.lock stage whose outputs are here.
+
+    For each stage (but `skip`): a run already tagged with the entry's lock hash is kept; else
+    the runs that wrote exactly these output files (outs_md5) are tagged with it; else
+    restore(stage name, entry) -> [(params, [(step, metrics)], tags, artifacts, dataset)] rebuilds
+    its runs from the tracked files, tagged restored_from=dvc.lock (dataset: (name, digest,
+    source) of the data set the stage read, or None). Returns
+    {stage: 'kept' | 'linked' | 'restored'}.
+    """
+    mlflow = _mlflow()
+    mlflow.set_tracking_uri(tracking_uri(uri))
+    client = mlflow.tracking.MlflowClient()
+    experiment_id = _experiment_id(client, experiment)
+    close_dead_runs(client, experiment_id)
+    done = {}
+    for name, entry in lock_stages(lock_file).items():
+        if name in skip or not _outs_present(entry):
+            continue
+        h = lock_hash(entry)
+        link = {"dvc_lock_hash": h, **_dep_tags(entry)}
+        if _search(client, experiment_id, name, f" and tags.dvc_lock_hash = '{h}'"):
+            done[name] = "kept"
+            continue
+        outs = files_md5([o["path"] for o in entry["outs"]])
+        wrote = [r for r in _search(client, experiment_id, name, f" and tags.outs_md5 = '{outs}'")
+                 if "dvc_lock_hash" not in r.data.tags]
+        if wrote:  # every run that wrote them: one per seed, or identical re-runs
+            for r in wrote:
+                for k, v in link.items():
+                    client.set_tag(r.info.run_id, k, v)
+            done[name] = "linked"
+            continue
+        for params, metrics, tags, artifacts, dataset in restore(name, entry):
+            with mlflow.start_run(experiment_id=experiment_id, run_name=name):
+                if dataset is not None:
+                    _log_dataset(mlflow, *dataset)
+                mlflow.log_params({k: str(v) for k, v in flatten(params).items()})
+                for step, values in metrics:
+                    mlflow.log_metrics(values, step=step)
+                mlflow.set_tags({"git_commit": git_commit(), "dvc_stage": name, "restored_from": RESTORED,
+                                 "outs_md5": outs, **link, **{k: str(v) for k, v in tags.items()}})
+                for path in artifacts:
+                    mlflow.log_artifact(str(path))
+        done[name] = "restored"
+    return done
+
+
+def lock_runs(uri: str, experiment: str, stages: list[str], lock_file: str | Path = "dvc.lock") -> dict[str, Any]:
+    """{stage: newest finished run} for the given DVC stages, each the run that matches the
+    stage's dvc.lock entry (tag dvc_lock_hash). TrackingError naming the first stage that has
+    none (or no lock entry)."""
+    mlflow = _mlflow()
+    client = mlflow.tracking.MlflowClient(tracking_uri=check_store(uri, must_exist=True))
+    exp = client.get_experiment_by_name(experiment)
+    entries = lock_stages(lock_file)
+    out = {}
+    for stage in stages:
+        if stage not in entries:
+            raise TrackingError(f"{stage}: not in {lock_file}; run `dvc repro` first")
+        runs = [] if exp is None else _search(client, exp.experiment_id, stage,
+                                               f" and tags.dvc_lock_hash = '{lock_hash(entries[stage])}'")
+        if not runs:
+            raise TrackingError(f"{stage}: no finished MLflow run matches {lock_file} in experiment {experiment!r} "
+                                f"at {tracking_uri(uri)}; `dvc repro` records it")
+        out[stage] = runs[0]
+    return out
+
+
+def lock_seed_runs(uri: str, experiment: str, stages: list[str], metric: str = "top1",
+                   lock_file: str | Path = "dvc.lock") -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """{stage: {seed tag: [(step, value)] of `metric`}} from the runs that match each stage's
+    dvc.lock entry, the newest run per seed (a stage that fine-tunes several seeds has a run
+    each)."""
+    lock_runs(uri, experiment, stages, lock_file)  # every stage has its runs, or one line naming it
+    client = _mlflow().tracking.MlflowClient(tracking_uri=tracking_uri(uri))
+    exp = client.get_experiment_by_name(experiment)
+    entries = lock_stages(lock_file)
+    out: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for stage in stages:
+        per_seed = out.setdefault(stage, {})
+        for run in _search(client, exp.experiment_id, stage, f" and tags.dvc_lock_hash = '{lock_hash(entries[stage])}'"):
+            seed = run.data.tags.get("seed", "")
+            if seed not in per_seed:  # newest first
+                history = client.get_metric_history(run.info.run_id, metric)
+                per_seed[seed] = sorted((m.step, m.value) for m in history)
     return out

@@ -46,10 +46,15 @@ def main() -> None:
                 record.update({f"latency_{device}_b{b}_baseline_ms": base_ms, f"latency_{device}_b{b}_pruned_ms": pruned_ms,
                                f"speedup_{device}_b{b}": base_ms / pruned_ms})
     strings = {k: v for k, v in record.items() if isinstance(v, str)}
-    sections = {"data": params["data"], "seeds": seeds, "latency": lat}
-    with pipeline.stage_run(params, "evaluate", sections, net.name, strings) as run:
+    # what made the network as well: its pruning and its fine-tuning
+    sections = {"data": params["data"], "seeds": seeds, "latency": lat, "prune": {"criterion": net.criterion,
+                "sparsity": net.sparsity, **({"snpfi": params["snpfi"]} if net.criterion == "snpfi" else {})},
+                "finetune": params["finetune"]}
+    with pipeline.stage_run(params, "evaluate", sections, net.name, strings, data=splits) as run:
         run.log_metrics({k: v for k, v in record.items() if not isinstance(v, str)})
-    pipeline.write_json(net.file(metrics_dir / "evaluate", ".json"), record)
+        output = net.file(metrics_dir / "evaluate", ".json")
+        pipeline.write_json(output, record)
+        run.record_outputs([output])
 
 
 if __name__ == "__main__":

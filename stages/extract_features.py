@@ -21,14 +21,15 @@ def main() -> None:
     # CHIP's protocol: training images with the training augmentation, the model in eval mode.
     images = pipeline.train_loader(splits, feat["batch_size"], params["seed"], params, dev)
     sections = {"seed": params["seed"], "device": params["device"], "data": params["data"], "features": feat}
-    with pipeline.stage_run(params, "extract_features", sections) as run:
+    with pipeline.stage_run(params, "extract_features", sections, data=splits) as run:
         start = time.perf_counter()
         maps: dict | None = {} if feat["save_maps"] else None
         per_layer = channel_statistics(model, images, layers, stats, feat["num_images"], dev, maps=maps)
         meta = {"statistics": sorted(stats), "num_images": feat["num_images"], "seed": params["seed"],
                 "baseline": paths["baseline"], "baseline_md5": checkpoint.file_hash(paths["baseline"])}
         run.log_metrics({"seconds": time.perf_counter() - start, "layers": len(layers)})
-    checkpoint.torch_save(paths["features"], {"layers": per_layer, "meta": meta, **({"maps": maps} if maps else {})})
+        checkpoint.torch_save(paths["features"], {"layers": per_layer, "meta": meta, **({"maps": maps} if maps else {})})
+        run.record_outputs([paths["features"]])
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ checkpoint and curve. Killed mid-way, it resumes from its last epoch."""
 
 from pathlib import Path
 
-from prunelab import checkpoint, config, pipeline
+from prunelab import checkpoint, config, pipeline, tracking
 from prunelab.engine import fit, seed_everything
 
 
@@ -13,6 +13,7 @@ def main() -> None:
     pruned_path = net.file(paths["pruned"], ".pt")
     ckpt = checkpoint.load(pruned_path)
     splits = pipeline.load_data(params)
+    run_ids = []
     for seed in config.seeds(params):
         seed_everything(seed)
         model = checkpoint.build(ckpt)
@@ -31,9 +32,17 @@ def main() -> None:
                             meta={**ckpt["meta"], "finetuned": True, "seed": seed})
             pipeline.write_curve(config.finetuned_file(params, net, seed, Path(paths["metrics"]) / "finetune", ".csv"),
                                  curve)
+            run.log_artifact(output)  # data only: {arch, widths, state_dict, meta}
 
-        pipeline.train_resumably(params, "finetune", net.name, sections, tags, output, [pruned_path], train,
-                                 write_outputs)
+        run_ids.append(pipeline.train_resumably(params, "finetune", net.name, sections, tags, output, [pruned_path],
+                                                train, write_outputs, data=splits))
+    # DVC's outputs: the seeds' checkpoints and curves (one folder each when there are several
+    # seeds); every seed's run is tagged with their md5, so mlflow_sync finds the stage's runs.
+    outputs = [config.finetuned_file(params, net, seed, d, suffix) for seed in config.seeds(params)
+               for d, suffix in ((paths["finetuned"], ".pt"), (Path(paths["metrics"]) / "finetune", ".csv"))]
+    if all(run_ids):  # rank 0 (under torchrun the other ranks write nothing)
+        tracking.tag_runs(params["tracking"]["uri"], run_ids, {"outs_md5": tracking.files_md5(
+            sorted({p.parent if "seeds" in params else p for p in outputs}))})
 
 
 if __name__ == "__main__":

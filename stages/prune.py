@@ -37,7 +37,9 @@ def main() -> None:
         keep = surgery.keep_indices(arch, widths, scored["scores"], rates)
     model, new_widths = surgery.prune(original, arch, widths, keep, base["in_channels"], base["num_classes"])
     tags = {"criterion": net.criterion, "setting": net.setting, "sparsity": net.sparsity}
-    with pipeline.stage_run(params, "prune", {"sparsity": net.sparsity, "criterion": net.criterion}, net.name, tags) as run:
+    sections = {"sparsity": net.sparsity, "criterion": net.criterion, "data": params["data"],
+                **({"snpfi": params["snpfi"]} if net.criterion in criteria.SHAPLEY_CRITERIA else {})}
+    with pipeline.stage_run(params, "prune", sections, net.name, tags, data=splits) as run:
         if net.criterion in criteria.SHAPLEY_CRITERIA:
             metrics["top1_before_recovery"] = evaluate(model.to(dev), test, dev, **pipeline.eval_accel(params))["top1"]
             seed_everything(params["seed"])
@@ -50,9 +52,12 @@ def main() -> None:
         metrics.update(top1_before_finetune=before["top1"], loss_before_finetune=before["loss"],
                        **counting.count(model, shape))
         run.log_metrics(metrics)
-    checkpoint.save(net.file(paths["pruned"], ".pt"), model, arch, new_widths, base["in_channels"],
-                    base["num_classes"], meta={"keep": {k: v.tolist() for k, v in keep.items()}, **tags})
-    pipeline.write_json(net.file(Path(paths["metrics"]) / "prune", ".json"), metrics)
+        outputs = [net.file(paths["pruned"], ".pt"), net.file(Path(paths["metrics"]) / "prune", ".json")]
+        checkpoint.save(outputs[0], model, arch, new_widths, base["in_channels"], base["num_classes"],
+                        meta={"keep": {k: v.tolist() for k, v in keep.items()}, **tags})
+        pipeline.write_json(outputs[1], metrics)
+        run.record_outputs(outputs)
+        run.log_artifact(outputs[0])  # data only: {arch, widths, state_dict, meta}
 
 
 if __name__ == "__main__":

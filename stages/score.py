@@ -36,7 +36,9 @@ def main() -> None:
             if criterion in criteria.SHAPLEY_CRITERIA:
                 dev = pipeline.device(params)
                 seed_everything(params["seed"])
-                images, labels = pipeline.calibration_batch(pipeline.load_data(params), params, dev)
+                splits = pipeline.load_data(params)
+                run.log_dataset(*pipeline.dataset_input(params, splits))
+                images, labels = pipeline.calibration_batch(splits, params, dev)
                 games = snpfi.analyse(model, groups, images, labels, params["snpfi"]["permutations"], params["seed"], dev)
                 scores = {g: game["importance"] for g, game in games.items()}  # (C,) Shapley values
                 extra["utilization"] = {g: game["utilization"] for g, game in games.items()}  # (C+1,)
@@ -48,7 +50,9 @@ def main() -> None:
         meta = {"criterion": criterion, **provenance}
         run.set_tags({k: v for k, v in meta.items() if k in ("baseline_md5", "num_images")})
         run.log_metrics({"layers": len(scores)})
-    checkpoint.torch_save(Path(paths["scores"]) / f"{criterion}.pt", {"scores": scores, "meta": meta, **extra})
+        output = Path(paths["scores"]) / f"{criterion}.pt"
+        checkpoint.torch_save(output, {"scores": scores, "meta": meta, **extra})
+        run.record_outputs([output])
 
 
 if __name__ == "__main__":

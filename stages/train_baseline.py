@@ -34,9 +34,11 @@ def main() -> None:
                         splits.num_classes, meta={"stage": "train_baseline", "seed": params["seed"], **metrics})
         pipeline.write_json(Path(paths["metrics"]) / "train_baseline.json", metrics)
         pipeline.write_curve(Path(paths["metrics"]) / "train_baseline.csv", curve)
+        run.record_outputs([paths["baseline"], Path(paths["metrics"]) / "train_baseline.json",
+                            Path(paths["metrics"]) / "train_baseline.csv"])
 
     pipeline.train_resumably(params, "train_baseline", None, sections, {}, Path(paths["baseline"]),
-                             [Path(pretrained)] if pretrained else [], train, write_outputs)
+                             [Path(pretrained)] if pretrained else [], train, write_outputs, data=splits)
 
 
 if __name__ == "__main__":

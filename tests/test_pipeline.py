@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from helpers import BIN, copy_project, dvc, edit_params, env, run
+from helpers import BIN, ROOT, copy_project, dvc, edit_params, env, run
 
 SMALL = {
     "model.arch": "resnet20",
@@ -18,8 +18,8 @@ SMALL = {
     "prune.criteria": ["chip"],
     "latency.repeats": 0,  # timings differ between runs; test_latency_is_measured_and_tabulated turns them on
 }
-ALL_STAGES = {"train_baseline", "extract_features", "score@chip", *(f"{s}@chip-{r}" for s in ("prune", "finetune", "evaluate")
-                                                                        for r in ("r1", "r2")), "report"}
+ALL_STAGES = {"check_params", "train_baseline", "extract_features", "score@chip",
+              *(f"{s}@chip-{r}" for s in ("prune", "finetune", "evaluate") for r in ("r1", "r2")), "report", "mlflow_sync"}
 
 
 def ran(output: str) -> set[str]:
@@ -57,8 +57,15 @@ def test_two_clean_runs_give_identical_bytes(clean_runs):
     assert a.keys() == b.keys() and len(a) >= 9
     assert [k for k in a if a[k] != b[k]] == []
     # checkpoints, features and scores too, so DVC records the same hashes
+    import yaml
+
+    def lock(c) -> dict:  # check_params records the whole params file, the copy's own tracking.uri included
+        stages = yaml.safe_load((c / "dvc.lock").read_text())["stages"]
+        del stages["check_params"]["params"]["params.yaml"]["tracking"]["uri"]
+        return stages
+
     for c in clean_runs[1:]:
-        assert (c / "dvc.lock").read_text() == (clean_runs[0] / "dvc.lock").read_text()
+        assert lock(c) == lock(clean_runs[0])
 
 
 def test_pipeline_writes_tables_and_metrics(project):
@@ -72,15 +79,18 @@ def test_pipeline_writes_tables_and_metrics(project):
 
 
 def test_second_repro_does_nothing(project):
+    """Nothing re-runs but mlflow_sync, which always runs and finds every run in place."""
     r = dvc(project, "repro")
-    assert ran(r.stdout) == set(), r.stdout
-    assert "up to date" in dvc(project, "status").stdout
+    assert ran(r.stdout) == {"mlflow_sync"}, r.stdout
+    assert "runs kept" in r.stdout and " 0 linked" in r.stdout and " 0 restored" in r.stdout, r.stdout
+    assert dvc(project, "status").stdout.split() == ["mlflow_sync:", "always", "changed"]
 
 
 def test_table_from_mlflow_is_byte_identical(project, tmp_path):
     results = project / "results"
     before = {n: (results / n).read_bytes() for n in ("table.md", "table.tex", "table.csv", "comparison.md",
-                                                          "top1_vs_macs.csv", "top1_vs_macs.png")}
+                                                          "summary.json", "finetune_curves.csv", "top1_vs_macs.csv",
+                                                          "top1_vs_macs.png")}
     for n in before:
         (results / n).unlink()
     run([str(BIN / "python"), "-m", "prunelab.cli", "table", "--from-mlflow"], project)
@@ -93,7 +103,7 @@ def test_mlflow_has_a_run_per_stage_with_params_metrics_and_tags(project):
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     exp = client.get_experiment_by_name("prunelab")
     runs = client.search_runs([exp.experiment_id], max_results=1000)
-    assert ALL_STAGES <= {r.info.run_name for r in runs}
+    assert ALL_STAGES - {"mlflow_sync"} <= {r.info.run_name for r in runs}  # mlflow_sync writes no result
     ev = next(r for r in runs if r.info.run_name == "evaluate@chip-r1")
     assert {"top1", "loss", "params", "macs", "flops_paper", "params_reduction_pct", "macs_reduction_pct",
             "flops_paper_reduction_pct"} <= set(ev.data.metrics)
@@ -107,19 +117,162 @@ def test_mlflow_has_a_run_per_stage_with_params_metrics_and_tags(project):
 def test_a_finetune_param_reruns_only_finetune_and_what_follows(project):
     edit_params(project, **{"finetune.epochs": 2})
     stale = set(json.loads(dvc(project, "status", "--json").stdout))
-    assert stale == {"finetune@chip-r1", "finetune@chip-r2"}
+    assert stale == {"check_params", "finetune@chip-r1", "finetune@chip-r2", "mlflow_sync"}
     r = dvc(project, "repro")
-    assert ran(r.stdout) == {"finetune@chip-r1", "finetune@chip-r2", "evaluate@chip-r1", "evaluate@chip-r2", "report"}
+    assert ran(r.stdout) == {"check_params", "finetune@chip-r1", "finetune@chip-r2", "evaluate@chip-r1",
+                             "evaluate@chip-r2", "report", "mlflow_sync"}
 
 
 
 def test_latency_is_measured_and_tabulated(project):
     edit_params(project, **{"latency.repeats": 3, "latency.warmup": 1, "latency.batch_sizes": [1, 32]})
     r = dvc(project, "repro")
-    assert ran(r.stdout) == {"evaluate@chip-r1", "evaluate@chip-r2", "report"}
+    assert ran(r.stdout) == {"check_params", "evaluate@chip-r1", "evaluate@chip-r2", "report", "mlflow_sync"}
     rec = json.loads((project / "results/metrics/evaluate/chip-r2.json").read_text())
     for b in (1, 32):
         base, pruned = rec[f"latency_cpu_b{b}_baseline_ms"], rec[f"latency_cpu_b{b}_pruned_ms"]
         assert 0 < base and 0 < pruned and rec[f"speedup_cpu_b{b}"] == base / pruned
     header = next(line for line in (project / "results/table.md").read_text().splitlines() if line.startswith("| Model"))
     assert header.endswith("| Speed-up, CPU (batch 1 / 32) |")
+
+
+# --- MLflow holds every result the workspace holds, tied to dvc.lock
+
+
+def _client(project, db: str = "mlflow.db"):
+    import mlflow
+
+    return mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{project / db}")
+
+
+def _lock(project) -> dict:
+    import yaml
+
+    return yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+
+
+def _lock_hash(entry: dict) -> str:
+    """The hash mlflow_sync tags a run with, computed here from its definition: sha256 of the
+    lock entry as sorted JSON, first 16 hex digits."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _runs_by_stage(project, db: str = "mlflow.db") -> dict:
+    client = _client(project, db)
+    exp = client.get_experiment_by_name("prunelab")
+    runs = {}
+    for r in client.search_runs([exp.experiment_id], max_results=5000):
+        runs.setdefault(r.data.tags.get("dvc_stage"), []).append(r)
+    return runs
+
+
+def test_every_stage_s_run_is_linked_to_its_dvc_lock_entry(project):
+    """The runs the stages logged themselves carry their lock entry's hash and dependency md5s."""
+    lock, runs = _lock(project), _runs_by_stage(project)
+    for name, entry in lock.items():
+        if name == "mlflow_sync":
+            continue
+        linked = [r for r in runs.get(name, []) if r.data.tags.get("dvc_lock_hash") == _lock_hash(entry)]
+        assert linked, name
+        assert all(r.info.status == "FINISHED" for r in linked)
+        for dep in entry["deps"]:
+            assert linked[0].data.tags[f"dvc.deps.{dep['path']}"] == dep["md5"], (name, dep["path"])
+        if name != "check_params":  # the check logs nothing itself: its run is restored
+            assert "restored_from" not in linked[0].data.tags, name
+
+
+def test_experiment_opens_on_runs_and_runs_carry_data_and_checkpoints(project):
+    import torch
+
+    client = _client(project)
+    exp = client.get_experiment_by_name("prunelab")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = _runs_by_stage(project)
+    ev = runs["evaluate@chip-r1"][0]
+    (dataset,) = [d.dataset for d in ev.inputs.dataset_inputs]
+    assert dataset.name == "digits-8px" and len(dataset.digest) > 8
+    # the evaluate run records what made its network: pruning and fine-tuning params
+    assert ev.data.params["prune.sparsity"] == SMALL["prune.settings"]["r1"]
+    import yaml
+
+    assert ev.data.params["finetune.epochs"] == str(yaml.safe_load((project / "params.yaml").read_text())["finetune"]["epochs"])
+    for stage in ("prune@chip-r1", "finetune@chip-r1"):
+        run_id = runs[stage][0].info.run_id
+        (artifact,) = [a.path for a in client.list_artifacts(run_id)]
+        local = client.download_artifacts(run_id, artifact, str(project / "downloaded"))
+        ckpt = torch.load(local, weights_only=True)  # data only: no pickled module
+        assert set(ckpt) >= {"arch", "widths", "state_dict"} and ckpt["arch"] == "resnet20"
+
+
+def test_a_run_left_running_by_a_killed_stage_is_closed(project):
+    import socket
+
+    client = _client(project)
+    exp = client.get_experiment_by_name("prunelab")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = client.create_run(exp.experiment_id, tags={"host": socket.gethostname(), "pid": str(dead.pid)},
+                               run_name="finetune@chip-r1")
+    assert client.get_run(orphan.info.run_id).info.status == "RUNNING"
+    dvc(project, "repro")  # mlflow_sync, as any stage, closes it
+    assert client.get_run(orphan.info.run_id).info.status == "KILLED"
+
+
+def test_table_from_mlflow_refuses_without_a_run_matching_dvc_lock(project):
+    client = _client(project)
+    results = project / "results"
+    before = {p.name: p.read_bytes() for p in results.iterdir() if p.is_file()}
+    for r in _runs_by_stage(project)["evaluate@chip-r2"]:
+        client.delete_run(r.info.run_id)
+    r = run([str(BIN / "python"), "-m", "prunelab.cli", "table", "--from-mlflow"], project, check=False)
+    assert r.returncode == 2
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("error: evaluate@chip-r2: no finished MLflow run matches dvc.lock"), r.stderr
+    assert {p.name: p.read_bytes() for p in results.iterdir() if p.is_file()} == before
+    dvc(project, "repro")  # restores the deleted stage's run from the tracked files
+    assert any(r.data.tags.get("restored_from") == "dvc.lock" for r in _runs_by_stage(project)["evaluate@chip-r2"])
+
+
+def test_a_fresh_store_gets_every_skipped_stage_restored(project):
+    """A fresh clone: DVC skips every stage (the outputs are here); MLflow still gets their runs,
+    rebuilt from dvc.lock and the tracked files, and the tables rebuild from them byte for byte."""
+    fresh = {**env(project), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'fresh.db'}"}  # overrides tracking.uri
+    r = subprocess.run([str(BIN / "dvc"), "repro"], cwd=project, env=fresh, capture_output=True, text=True, check=True)
+    assert ran(r.stdout) == {"mlflow_sync"}
+    lock, runs = _lock(project), _runs_by_stage(project, "fresh.db")
+    for name, entry in lock.items():
+        if name == "mlflow_sync":
+            continue
+        (restored,) = [x for x in runs[name] if x.data.tags.get("restored_from") == "dvc.lock"]
+        assert restored.data.tags["dvc_lock_hash"] == _lock_hash(entry)
+        assert restored.info.status == "FINISHED" and restored.data.tags["git_commit"]
+        assert {k: str(v) for k, v in _flat(next(iter(entry.get("params", {}).values()), {})).items()} \
+            .items() <= restored.data.params.items()
+    ev = json.loads((project / "results/metrics/evaluate/chip-r1.json").read_text())
+    restored_ev = runs["evaluate@chip-r1"][0]
+    assert restored_ev.data.metrics["top1"] == ev["top1"] and restored_ev.data.tags["sparsity"] == ev["sparsity"]
+    curve = (project / "results/metrics/finetune/chip-r1.csv").read_text().splitlines()[1:]
+    history = _client(project, "fresh.db").get_metric_history(runs["finetune@chip-r1"][0].info.run_id, "top1")
+    assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == \
+        [(int(line.split(",")[0]), float(line.split(",")[2])) for line in curve]
+    results = project / "results"
+    before = {p.name: p.read_bytes() for p in results.iterdir() if p.is_file()}
+    r = subprocess.run([str(BIN / "python"), "-m", "prunelab.cli", "table", "--from-mlflow"], cwd=project, env=fresh,
+                       capture_output=True, text=True, check=True)
+    assert {p.name: p.read_bytes() for p in results.iterdir() if p.is_file()} == before
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def test_table_from_mlflow_creates_no_store(tmp_path):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    r = run([str(BIN / "python"), "-m", "prunelab.cli", "table", "--from-mlflow"], tmp_path, check=False)
+    assert r.returncode == 2 and "tracking.uri" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "mlflow.db").exists()

@@ -2,6 +2,7 @@
 from `prunelab count`."""
 
 import json
+import math
 import re
 import shlex
 from pathlib import Path
@@ -47,3 +48,115 @@ def test_readme_states_chip_against_random_before_finetuning_at_r2_from_the_resu
             for c in ("chip", "random")}
     assert (float(m.group(1)), float(m.group(2))) == (round(top1["chip"], 2), round(top1["random"], 2))
     assert m.group(3) == ("CHIP beats random" if top1["chip"] > top1["random"] else "CHIP does not beat random")
+
+
+def test_tracked_tables_are_rebuilt_byte_for_byte_from_the_tracked_metric_files(tmp_path):
+    """What `prunelab table` builds from results/metrics (into a temp dir) is what results/ holds,
+    so the README's table, drawn from results/table.md, cannot drift from the metric files."""
+    from prunelab import config
+
+    params = config.load_any(ROOT / "params.yaml")
+    params["paths"] = {**params["paths"], "metrics": str(ROOT / "results" / "metrics"), "results": str(tmp_path)}
+    written = cli.write_table(params)
+    assert {"table.md", "table.csv", "comparison.md"} <= set(written)
+    compared = []
+    for name, path in written.items():
+        tracked = ROOT / "results" / name
+        if name.endswith(".png") or not tracked.is_file():  # PNG bytes depend on the fonts installed
+            continue
+        assert path.read_bytes() == tracked.read_bytes(), f"results/{name} differs from what results/metrics gives"
+        compared.append(name)
+    assert {"table.md", "table.csv", "comparison.md"} <= set(compared)
+
+
+def metric(kind: str, network: str, key: str) -> float:
+    """results/metrics/<kind>/<network>.json[key], e.g. ('prune', 'chip-r1', 'top1_before_finetune')."""
+    return json.loads((ROOT / "results" / "metrics" / kind / f"{network}.json").read_text())[key]
+
+
+def readme_numbers(pattern: str) -> tuple[str, ...]:
+    m = re.search(pattern, " ".join((ROOT / "README.md").read_text().split()))  # line breaks as spaces
+    assert m, f"README lacks the sentence matching {pattern!r}"
+    return m.groups()
+
+
+def check(claims: list[tuple[str, str, float, int]]) -> None:
+    """claims: (what, number as the README writes it, value from the metric files, decimals)."""
+    drifted = [f"{what}: README says {said}, results/metrics give {value:.{decimals}f}"
+               for what, said, value, decimals in claims if said != f"{value:.{decimals}f}"]
+    assert not drifted, "README numbers drifted from results/metrics:\n" + "\n".join(drifted)
+
+
+CRITERIA = ("chip", "hrank", "l1", "random")  # the rate-based ones
+
+
+def test_readme_before_finetuning_figures_are_the_prune_metrics():
+    for setting in ("r1", "r2"):
+        said = readme_numbers(rf"\*\*{setting}:\*\* CHIP ([\d.]+)%, HRank ([\d.]+)%, L1 ([\d.]+)%, random ([\d.]+)%\.")
+        check([(f"{c}-{setting} top-1 before fine-tuning", n, metric("prune", f"{c}-{setting}", "top1_before_finetune"), 2)
+               for c, n in zip(CRITERIA, said)])
+
+
+def test_readme_chip_against_random_after_finetuning_is_the_evaluate_metrics():
+    from prunelab import config
+    from prunelab.data import load_dataset
+
+    gap, chip, random, n_test, images = readme_numbers(
+        r"After fine-tuning, CHIP − random at r2 is ([+-][\d.]+) points \(([\d.]+) against ([\d.]+)\)\. On (\d+) "
+        r"test images that is\s+(\d+) images?")
+    top1 = {c: metric("evaluate", f"{c}-r2", "top1") for c in ("chip", "random")}
+    p = config.load_any(ROOT / "params.yaml")
+    assert p["data"]["name"] == "digits"
+    test_images = len(load_dataset("digits", ROOT / "data", False, p["seed"], p["data"]["image_size"],
+                                   p["data"]["test_fraction"]).y_test)
+    difference = top1["chip"] - top1["random"]
+    check([("chip-r2 top-1", chip, top1["chip"], 2), ("random-r2 top-1", random, top1["random"], 2),
+           ("digits test images", n_test, test_images, 0),
+           ("images between chip and random at r2", images, abs(difference) * test_images / 100, 0)])
+    assert gap == f"{difference:+.2f}", f"CHIP - random at r2: README says {gap}, results/metrics give {difference:+.2f}"
+
+
+def test_readme_snpfi_widths_and_recovery_figures_are_the_prune_metrics():
+    reached1, reached2, target1, target2 = readme_numbers(
+        r"for the same MACs reduction \(([\d.]+)% and ([\d.]+)%; the targets were ([\d.]+)% and ([\d.]+)%\)")
+    check([("snpfi-r1 reached MACs reduction", reached1, metric("prune", "snpfi-r1", "reached_macs_reduction_pct"), 1),
+           ("snpfi-r2 reached MACs reduction", reached2, metric("prune", "snpfi-r2", "reached_macs_reduction_pct"), 1),
+           ("snpfi-r1 target MACs reduction", target1, metric("prune", "snpfi-r1", "target_macs_reduction_pct"), 1),
+           ("snpfi-r2 target MACs reduction", target2, metric("prune", "snpfi-r2", "target_macs_reduction_pct"), 1)])
+    stages = ("top1_before_recovery", "top1_after_refit", "top1_before_finetune")
+    r1 = readme_numbers(r"- r1: ([\d.]+)% right after pruning, ([\d.]+)% after the least-squares refit, ([\d.]+)% "
+                        r"after the BatchNorm re-estimation")
+    r2 = readme_numbers(r"- r2: ([\d.]+)%, then ([\d.]+)%, then ([\d.]+)%\.")
+    check([(f"snpfi-{s} {k}", said, metric("prune", f"snpfi-{s}", k), 2)
+           for s, numbers in (("r1", r1), ("r2", r2)) for k, said in zip(stages, numbers)])
+    # "above every rate-based criterion before fine-tuning": its lowest against their highest
+    lowest, highest = readme_numbers(r"its lowest, ([\d.]+)%, against their highest, ([\d.]+)%")
+    snpfi = min(metric("prune", f"snpfi-{s}", "top1_before_finetune") for s in ("r1", "r2"))
+    others = max(metric("prune", f"{c}-{s}", "top1_before_finetune") for c in CRITERIA for s in ("r1", "r2"))
+    check([("snpfi's lowest top-1 before fine-tuning", lowest, snpfi, 2),
+           ("the rate-based criteria's highest top-1 before fine-tuning", highest, others, 2)])
+    assert snpfi > others
+    after1, after2 = readme_numbers(r"After fine-tuning, SNPFI ends at ([\d.]+)% at r1 and ([\d.]+)% at r2")
+    check([("snpfi-r1 top-1", after1, metric("evaluate", "snpfi-r1", "top1"), 2),
+           ("snpfi-r2 top-1", after2, metric("evaluate", "snpfi-r2", "top1"), 2)])
+
+
+def test_readme_worst_drop_from_the_baseline_is_the_evaluate_metrics():
+    (within,) = readme_numbers(r"Every criterion recovers to within ([\d.]+) points of the baseline")
+    files = sorted((ROOT / "results" / "metrics" / "evaluate").glob("*.json"))
+    drops = [json.loads(f.read_text()) for f in files]
+    worst = max(r["baseline_top1"] - r["top1"] for r in drops)
+    check([("largest drop from the baseline, rounded up to 0.1", within, math.ceil(worst * 10) / 10, 1)])
+
+
+def test_readme_alexnet_and_mobilenet_counts_are_the_counter_s():
+    """The counts quoted for SNPFI's networks are what `prunelab count` computes."""
+    from prunelab import counting, models
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    quoted = re.findall(r"`prunelab count --model (\w+) --input (\d+)x(\d+)x(\d+)` gives ([\d,]+) params and "
+                        r"([\d,]+) MACs", text)
+    assert len(quoted) == 2, quoted
+    for arch, c, h, w, params, macs in quoted:
+        counts = counting.count(models.build_model(arch, None, int(c), 10), (int(c), int(h), int(w)))
+        assert (counts["params"], counts["macs"]) == (int(params.replace(",", "")), int(macs.replace(",", ""))), arch

@@ -1,0 +1,25 @@
+"""check_params: the whole params file checked before any other stage runs.
+
+DVC deletes a stage's outputs just before it runs the stage, so a stage that refuses a wrong
+value has already lost its previous outputs. This stage runs first (every other stage depends
+on its output) and reads nothing but params.yaml (and asks the tracking store whether it
+answers), so a wrong value stops `dvc repro` here, with every earlier result intact. Its output's bytes never change: a change that passes re-runs only
+the stages that read the changed keys.
+"""
+
+from pathlib import Path
+
+from prunelab import config, pipeline, tracking
+
+PASSED = "params.yaml passed stages/check_params.py\n"
+
+
+def main() -> None:
+    params = config.load_any("params.yaml")
+    tracking.check_store(params["tracking"]["uri"])  # every stage logs there: a dead server stops them all
+    results = params["paths"]["results"]
+    pipeline.write_text(Path(results) / "params_check.txt", PASSED)
+
+
+if __name__ == "__main__":
+    config.run_stage(main)

@@ -1,0 +1,47 @@
+"""mlflow_sync: MLflow holds a finished run for every stage whose outputs are in the workspace.
+
+DVC's last stage, run on every `dvc repro` (always_changed). For each dvc.lock entry whose
+outputs are here: the run that wrote exactly these files is tagged with the entry's hash and
+its dependencies' md5s; a stage that DVC skipped (its outputs were already here: a fresh clone,
+an unchanged stage) gets a run rebuilt from dvc.lock and the tracked files, tagged
+restored_from=dvc.lock. Runs left RUNNING by a killed stage are closed as KILLED.
+"""
+
+from collections import Counter
+from functools import cache
+
+from prunelab import config, pipeline, tracking
+
+
+def main() -> None:
+    params = config.load_any("params.yaml")
+    t = params["tracking"]
+    tracking.check_store(t["uri"])
+    lock = tracking.lock_stages("dvc.lock")
+    if config.is_paper(params):  # a stage resolves against its experiment's params
+        experiments = {name: config.experiment_params(params, name) for name in params["experiments"]}
+        of_item = {**{e: e for e in experiments}, **{row: spec["experiment"] for row, spec in params["rows"].items()}}
+    else:
+        experiments, of_item = {"": params}, {}
+
+    @cache
+    def dataset(experiment: str) -> tuple[str, str, str | None]:
+        p = experiments[experiment]
+        return pipeline.dataset_input(p, pipeline.load_data(p))
+
+    def restore(name: str, _entry: dict) -> list[tuple]:
+        experiment = of_item.get(name.partition("@")[2], "")
+        p = experiments.get(experiment, {"paths": {}})  # the paper's check_params and report: no experiment
+        return pipeline.restored_runs(p, name, lock, lambda: dataset(experiment))
+
+    done = tracking.sync_lock(t["uri"], t["experiment"], restore, skip=("mlflow_sync",))
+    counts = Counter(done.values())
+    print(f"mlflow_sync: {len(done)} stages with outputs here: {counts['kept']} runs kept, "
+          f"{counts['linked']} linked to dvc.lock, {counts['restored']} restored from the tracked files")
+    print(f"MLflow: `mlflow ui --backend-store-uri {tracking.tracking_uri(t['uri'])}`, then open "
+          f"http://127.0.0.1:5000/#/experiments/{tracking.experiment_id(t['uri'], t['experiment'])}"
+          "?workflowType=machine_learning")
+
+
+if __name__ == "__main__":
+    config.run_stage(main)

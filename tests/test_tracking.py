@@ -1,0 +1,53 @@
+"""The tracking store: fails fast with one line naming tracking.uri; readers create nothing;
+a stage's result is identified by the md5s of the files it wrote."""
+
+import hashlib
+import socket
+
+import pytest
+
+from helpers import copy_project, stage
+from prunelab import tracking
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on: bound, then released."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_server_that_does_not_answer_is_one_error_naming_tracking_uri():
+    uri = f"http://127.0.0.1:{_closed_port()}/"
+    with pytest.raises(tracking.TrackingError) as e:
+        tracking.check_store(uri)
+    assert str(e.value).startswith(f"tracking.uri: {uri} does not answer (") and "\n" not in str(e.value)
+
+
+def test_a_reader_does_not_create_the_sqlite_store(tmp_path):
+    db = tmp_path / "mlflow.db"
+    with pytest.raises(tracking.TrackingError, match="does not exist"):
+        tracking.check_store(f"sqlite:///{db}", must_exist=True)
+    assert not db.exists()
+    with pytest.raises(tracking.TrackingError, match="no folder"):
+        tracking.check_store(f"sqlite:///{tmp_path / 'missing' / 'mlflow.db'}")
+
+
+def test_a_stage_stops_before_loading_anything_when_the_server_does_not_answer(tmp_path):
+    project = copy_project(tmp_path / "p", **{"tracking.uri": f"http://127.0.0.1:{_closed_port()}/"})
+    r = stage(project, "train_baseline")
+    assert r.returncode == 2
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("error: tracking.uri: http://127.0.0.1:") and "does not answer" in line
+    assert not (project / "models").exists() and not (project / "results").exists()
+
+
+def test_files_md5_is_the_md5_of_the_sorted_path_md5_pairs(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "b.txt").write_bytes(b"bee")
+    (tmp_path / "a.txt").write_bytes(b"ay")
+    md5 = lambda b: hashlib.md5(b).hexdigest()  # noqa: E731
+    pairs = sorted([f"{tmp_path / 'a.txt'}:{md5(b'ay')}", f"{tmp_path / 'd' / 'b.txt'}:{md5(b'bee')}"])
+    assert tracking.files_md5([tmp_path / "d", tmp_path / "a.txt"]) == md5("\n".join(pairs).encode())
+    (tmp_path / "d" / "b.txt").write_bytes(b"bee!")
+    assert tracking.files_md5([tmp_path / "d", tmp_path / "a.txt"]) != md5("\n".join(pairs).encode())
