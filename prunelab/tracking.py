@@ -70,9 +70,14 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# MLFLOW_TRACKING_URI as the process started with it. mlflow.set_tracking_uri writes that
+# variable too (for subprocesses), so reading it later would give back our own last choice.
+_USER_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
 def tracking_uri(configured: str) -> str:
-    """MLFLOW_TRACKING_URI, when set, overrides the params' tracking.uri."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or configured
+    """MLFLOW_TRACKING_URI, when the process was started with it, overrides the params' tracking.uri."""
+    return _USER_URI or configured
 
 
 def _sqlite_file(uri: str) -> Path | None:

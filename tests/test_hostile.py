@@ -319,7 +319,7 @@ def test_a_process_killed_mid_write_leaves_the_previous_file_and_no_partial_one(
 def smoke_params(root: Path, name: str) -> dict:
     return {"seed": 0, "smoke": True, "paths": {"data": str(root)},
             "data": {"name": name, "image_size": data.FIXED_SIZES.get(name, 32), "test_fraction": 0.2,
-                     "download": False}}
+                     "download": False, "train_subset": None}}
 
 
 def test_a_corrupted_synthetic_cifar_batch_is_refused_before_it_is_unpickled(tmp_path, monkeypatch):

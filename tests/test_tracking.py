@@ -17,6 +17,16 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
+def test_mlflow_s_own_setting_of_the_variable_does_not_override_the_params(tmp_path, monkeypatch):
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; a later stage in the same process
+    must still log where its own params say."""
+    monkeypatch.setattr(tracking, "_USER_URI", None)  # a process started without the variable
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with tracking.stage_run("a", f"sqlite:///{tmp_path / 'a.db'}", "e", {}, {}):
+        pass
+    assert tracking.tracking_uri(f"sqlite:///{tmp_path / 'b.db'}") == f"sqlite:///{tmp_path / 'b.db'}"
+
+
 def test_a_server_that_does_not_answer_is_one_error_naming_tracking_uri():
     uri = f"http://127.0.0.1:{_closed_port()}/"
     with pytest.raises(tracking.TrackingError) as e:
