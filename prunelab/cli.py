@@ -61,9 +61,10 @@ def _records(params: dict, from_mlflow: bool) -> list[dict]:
     if from_mlflow:
         t = params["tracking"]
         runs = tracking.lock_runs(t["uri"], t["experiment"], [f"evaluate@{n.name}" for n in nets])
-        for stage, run in runs.items():
+        newest = {stage: matching[0] for stage, matching in runs.items()}  # same hashes, same result
+        for stage, run in newest.items():
             print(f"{stage}: MLflow run {run.info.run_id}", file=sys.stderr)
-        return [{**run.data.tags, **run.data.metrics} for run in runs.values()]
+        return [{**run.data.tags, **run.data.metrics} for run in newest.values()]
     metrics_dir = Path(params["paths"]["metrics"]) / "evaluate"
     return report.records_from_files([n.file(metrics_dir, ".json") for n in nets])
 

@@ -199,12 +199,6 @@ def _restored(params: dict, stage: str, read: dict, tags: dict, files: list[Path
     return read, metrics, tags, artifacts
 
 
-def check_tracking(params: dict) -> None:
-    """Stop with one line naming tracking.uri, before any data or model is loaded, if the
-    tracking store does not answer."""
-    tracking.check_store(params["tracking"]["uri"])
-
-
 def code_fingerprint(stage: str, dvc_yaml: str | Path = "dvc.yaml") -> dict[str, str]:
     """{file: md5} of the code `stage` declares in dvc_yaml (stages run in its folder): its
     literal deps, the stage script and library files and folders, a folder standing for every
@@ -281,7 +275,7 @@ def experiment_stage(description: str, criterion: bool = False) -> tuple[dict, s
     params = config.load_params("params.yaml", args.experiment)
     if criterion and args.criterion not in params["prune"]["criteria"]:
         raise config.ConfigError(f"--criterion: {args.criterion!r} is not in prune.criteria {params['prune']['criteria']}")
-    check_tracking(params)
+    tracking.check_store(params["tracking"]["uri"])  # before any data or model loads
     return params, args.criterion if criterion else None
 
 
@@ -298,14 +292,14 @@ def network_stage(description: str) -> tuple[dict, config.Network]:
         if args.row not in paper["rows"]:
             raise config.ConfigError(f"--row: {args.row!r} is not in rows ({', '.join(paper['rows'])})")
         params = config.experiment_params(paper, paper["rows"][args.row]["experiment"])
-        check_tracking(params)
+        tracking.check_store(params["tracking"]["uri"])  # before any data or model loads
         return params, next(n for n in config.networks(params) if n.name == args.row)
     params = config.load_params("params.yaml")
     if args.criterion not in params["prune"]["criteria"]:
         raise config.ConfigError(f"--criterion: {args.criterion!r} is not in prune.criteria {params['prune']['criteria']}")
     if args.setting not in params["prune"]["settings"]:
         raise config.ConfigError(f"--setting: {args.setting!r} is not in prune.settings ({', '.join(params['prune']['settings'])})")
-    check_tracking(params)
+    tracking.check_store(params["tracking"]["uri"])  # before any data or model loads
     return params, next(n for n in config.networks(params) if (n.criterion, n.setting) == (args.criterion, args.setting))
 
 

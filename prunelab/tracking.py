@@ -311,24 +311,22 @@ def sync_lock(uri: str, experiment: str, restore, lock_file: str | Path = "dvc.l
     return done
 
 
-def lock_runs(uri: str, experiment: str, stages: list[str], lock_file: str | Path = "dvc.lock") -> dict[str, Any]:
-    """{stage: newest finished run} for the given DVC stages, each the run that matches the
-    stage's dvc.lock entry (tag dvc_lock_hash). TrackingError naming the first stage that has
-    none (or no lock entry)."""
-    mlflow = _mlflow()
-    client = mlflow.tracking.MlflowClient(tracking_uri=check_store(uri, must_exist=True))
+def lock_runs(uri: str, experiment: str, stages: list[str], lock_file: str | Path = "dvc.lock") -> dict[str, list]:
+    """{stage: its finished runs that match the stage's dvc.lock entry (tag dvc_lock_hash),
+    newest first} for the given DVC stages. TrackingError naming the first stage that has none
+    (or no lock entry)."""
+    client = _mlflow().tracking.MlflowClient(tracking_uri=check_store(uri, must_exist=True))
     exp = client.get_experiment_by_name(experiment)
     entries = lock_stages(lock_file)
     out = {}
     for stage in stages:
         if stage not in entries:
             raise TrackingError(f"{stage}: not in {lock_file}; run `dvc repro` first")
-        runs = [] if exp is None else _search(client, exp.experiment_id, stage,
-                                               f" and tags.dvc_lock_hash = '{lock_hash(entries[stage])}'")
-        if not runs:
+        out[stage] = [] if exp is None else _search(client, exp.experiment_id, stage,
+                                                     f" and tags.dvc_lock_hash = '{lock_hash(entries[stage])}'")
+        if not out[stage]:
             raise TrackingError(f"{stage}: no finished MLflow run matches {lock_file} in experiment {experiment!r} "
                                 f"at {tracking_uri(uri)}; `dvc repro` records it")
-        out[stage] = runs[0]
     return out
 
 
@@ -337,14 +335,11 @@ def lock_seed_runs(uri: str, experiment: str, stages: list[str], metric: str = "
     """{stage: {seed tag: [(step, value)] of `metric`}} from the runs that match each stage's
     dvc.lock entry, the newest run per seed (a stage that fine-tunes several seeds has a run
     each)."""
-    lock_runs(uri, experiment, stages, lock_file)  # every stage has its runs, or one line naming it
     client = _mlflow().tracking.MlflowClient(tracking_uri=tracking_uri(uri))
-    exp = client.get_experiment_by_name(experiment)
-    entries = lock_stages(lock_file)
     out: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    for stage in stages:
+    for stage, runs in lock_runs(uri, experiment, stages, lock_file).items():
         per_seed = out.setdefault(stage, {})
-        for run in _search(client, exp.experiment_id, stage, f" and tags.dvc_lock_hash = '{lock_hash(entries[stage])}'"):
+        for run in runs:
             seed = run.data.tags.get("seed", "")
             if seed not in per_seed:  # newest first
                 history = client.get_metric_history(run.info.run_id, metric)

@@ -3,8 +3,9 @@
 DVC deletes a stage's outputs just before it runs the stage, so a stage that refuses a wrong
 value has already lost its previous outputs. This stage runs first (every other stage depends
 on its output) and reads nothing but params.yaml (and asks the tracking store whether it
-answers), so a wrong value stops `dvc repro` here, with every earlier result intact. Its output's bytes never change: a change that passes re-runs only
-the stages that read the changed keys.
+answers), so a wrong value stops `dvc repro` here, with every earlier result intact. Its
+output's bytes never change: a change that passes re-runs only the stages that read the
+changed keys.
 """
 
 from pathlib import Path
