@@ -9,11 +9,9 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from prunelab import config, counting, models, report, tracking
+from prunelab import config, counting, models, report, significance, tracking
 from prunelab.errors import PrunelabError
 from prunelab.sparsity import parse_sparsity
-
-TITLE = "CHIP on the default data"
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -64,7 +62,14 @@ def _records(params: dict, from_mlflow: bool) -> list[dict]:
         newest = {stage: matching[0] for stage, matching in runs.items()}  # same hashes, same result
         for stage, run in newest.items():
             print(f"{stage}: MLflow run {run.info.run_id}", file=sys.stderr)
-        return [{**run.data.tags, **run.data.metrics} for run in newest.values()]
+        # the per-image results are not tags: they come from the record the run carries as an artifact
+        records = []
+        for n in nets:
+            run = newest[f"evaluate@{n.name}"]
+            logged = tracking.artifact_json(t["uri"], run, f"{n.name}.json")
+            records.append({**run.data.tags, **run.data.metrics,
+                            **{k: logged[k] for k in significance.PER_IMAGE_FIELDS if k in logged}})
+        return records
     metrics_dir = Path(params["paths"]["metrics"]) / "evaluate"
     return report.records_from_files([n.file(metrics_dir, ".json") for n in nets])
 
@@ -109,7 +114,9 @@ def write_table(params: dict, from_mlflow: bool = False) -> dict:
                 records += _records(params, from_mlflow)
         title = "CHIP, reproduced" + (" (smoke mode: synthetic data, not results)" if paper["smoke"] else "")
         return report.write_paper_tables(records, paper["paths"]["results"], title)
-    return report.write_tables(_records(params, from_mlflow), params["paths"]["results"], TITLE,
+    title = (f"{report.MODEL_NAMES.get(params['model']['arch'], params['model']['arch'])} on "
+             f"{report.DATA_NAMES.get(params['data']['name'], params['data']['name'])}: pruning criteria compared")
+    return report.write_tables(_records(params, from_mlflow), params["paths"]["results"], title,
                                _curves(params, from_mlflow))
 
 

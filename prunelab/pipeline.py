@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from prunelab import checkpoint, config, distributed, synthetic, tracking
+from prunelab import checkpoint, config, distributed, significance, synthetic, tracking
 from prunelab.checkpoint import atomic_write
 from prunelab.data import DatasetNotFound, FolderSplits, Splits, load_dataset
 from prunelab.engine import Recipe, resolve_device
@@ -190,7 +190,9 @@ def _restored(params: dict, stage: str, read: dict, tags: dict, files: list[Path
             values = tracking.flatten(json.loads(f.read_text()))
             metrics.append((None, {k: float(v) for k, v in values.items()
                                    if isinstance(v, (int, float)) and not isinstance(v, bool)}))
-            tags.update({k: v for k, v in values.items() if isinstance(v, str)})
+            tags.update({k: v for k, v in values.items() if isinstance(v, str) and k not in significance.PER_IMAGE_FIELDS})
+            if stage == "evaluate":  # the record itself, per-image results included, as the stage logs it
+                artifacts.append(f)
         elif f.suffix == ".csv" and curves is not None and curves in f.parents:  # (epoch, metrics) rows
             with f.open() as fh:
                 metrics += [(int(row.pop("epoch")), {k: float(v) for k, v in row.items()}) for row in csv.DictReader(fh)]

@@ -13,15 +13,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from prunelab import significance
 from prunelab.checkpoint import atomic_write
 from prunelab.errors import PrunelabError
 
 STR_FIELDS = ("model", "criterion", "setting", "sparsity", "input_shape", "seeds", "top1_per_seed")
 FLOAT_FIELDS = ("baseline_top1", "top1_before_finetune", "top1", "top1_std", "top1_best")
 INT_FIELDS = ("params", "macs", "flops_paper", "baseline_params", "baseline_macs", "baseline_flops_paper")
+PER_IMAGE_FIELDS = significance.PER_IMAGE_FIELDS
 COUNTS = (("params", "Params"), ("macs", "MACs"), ("flops_paper", "FLOPs (paper)"))
 METHOD_NAMES = {"chip": "CHIP", "hrank": "HRank", "l1": "L1", "random": "Random", "snpfi": "SNPFI", "baseline": "Baseline"}
-MODEL_NAMES = {**{f"resnet{d}": f"ResNet-{d}" for d in (20, 32, 44, 56, 110)}, "vgg16": "VGG-16", "resnet50": "ResNet-50"}
+MODEL_NAMES = {**{f"resnet{d}": f"ResNet-{d}" for d in (20, 32, 44, 56, 110)}, "vgg16": "VGG-16", "resnet50": "ResNet-50",
+               "alexnet": "AlexNet", "mobilenet_v1": "MobileNetV1"}
+DATA_NAMES = {"digits": "scikit-learn's digits", "cifar10": "CIFAR-10", "mnist": "MNIST", "fashion_mnist": "Fashion-MNIST",
+              "imagenet": "ImageNet"}
 
 
 SPEEDUP = re.compile(r"speedup_(\w+)_b(\d+)")  # measured: baseline / pruned median latency
@@ -37,6 +42,8 @@ def normalize(record: dict) -> dict:
     out.update({k: float(record[k]) for k in FLOAT_FIELDS})
     out.update({k: int(round(float(record[k]))) for k in INT_FIELDS})
     out.update({k: float(v) for k, v in sorted(record.items()) if SPEEDUP.fullmatch(k)})
+    if all(k in record for k in (*PER_IMAGE_FIELDS, "test_images")):
+        out.update({k: str(record[k]) for k in PER_IMAGE_FIELDS}, test_images=int(float(record["test_images"])))
     return out
 
 
@@ -77,6 +84,7 @@ def frame(records: list[dict]) -> pd.DataFrame:
             row.update({key: r[key], f"baseline_{key}": r[f"baseline_{key}"],
                         f"{key}_reduction_pct": reduction(r[f"baseline_{key}"], r[key])})
         row.update({k: v for k, v in r.items() if SPEEDUP.fullmatch(k)})
+        row.update({k: r[k] for k in (*PER_IMAGE_FIELDS, "test_images") if k in r})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -153,23 +161,85 @@ def latex(df: pd.DataFrame, title: str) -> str:
 
 def csv(df: pd.DataFrame) -> str:
     buf = io.StringIO()
-    df.to_csv(buf, index=False, float_format="%.6f", lineterminator="\n")
+    df.drop(columns=[c for c in PER_IMAGE_FIELDS if c in df]).to_csv(buf, index=False, float_format="%.6f", lineterminator="\n")
     return buf.getvalue()
 
 
+REFERENCES = ("random", "chip")  # every criterion is compared with these two
+
+
+def _per_seed(row) -> list[float]:
+    return [float(t) for t in row.pruned_top1_per_seed.split()]
+
+
+def difference(a, b) -> significance.Difference | None:
+    """Top-1 of network a minus b (frame rows), paired by seed when both have several (the same
+    seeds), else by test image when both carry per-image correctness; None when neither."""
+    if len(a.seeds.split()) > 1 and a.seeds == b.seeds:
+        return significance.over_seeds(_per_seed(a), _per_seed(b))
+    if all(isinstance(getattr(r, PER_IMAGE_FIELDS[0], None), str) for r in (a, b)):
+        if len(a.seeds.split()) != 1 or len(b.seeds.split()) != 1:
+            return None  # several seeds on one side only: nothing to pair them with
+        return significance.over_images(significance.decode(a.test_correct_per_seed, a.test_images),
+                                        significance.decode(b.test_correct_per_seed, b.test_images))
+    return None
+
+
+def _signed(x: float) -> str:
+    """+1.25, −0.40 (a minus sign, not a hyphen); a value that rounds to zero is +0.00."""
+    text = f"{x:+.2f}"
+    return "+0.00" if float(text) == 0 else text.replace("-", "−")
+
+
+def _difference_rows(rows: pd.DataFrame) -> list[str]:
+    """Markdown rows: each criterion minus random and minus CHIP, with the 95% interval and what it says."""
+    by_name = {r.criterion: r for r in rows.itertuples(index=False)}
+    out = []
+    for ref in (c for c in REFERENCES if c in by_name):
+        for name, r in by_name.items():
+            if name == ref or (ref == "chip" and name == "random"):  # random − CHIP is CHIP − random negated
+                continue
+            d = difference(r, by_name[ref])
+            label = f"{METHOD_NAMES.get(name, name)} − {METHOD_NAMES.get(ref, ref)}"
+            if d is None:
+                out.append(f"| {label} | {_signed(r.pruned_top1 - by_name[ref].pruned_top1)} | – | – | no interval: "
+                           "one seed and no per-image results |")
+                continue
+            verdict = {"A better": f"{METHOD_NAMES.get(name, name)} better",
+                       "B better": f"{METHOD_NAMES.get(ref, ref)} better"}.get(d.verdict, d.verdict)
+            ci = "–" if d.n < 2 else f"[{_signed(d.low)}, {_signed(d.high)}]"
+            out.append(f"| {label} | {_signed(d.mean)} | {ci} | {d.n:,} {d.unit} | {verdict} |")
+    return out
+
+
 def comparison(df: pd.DataFrame) -> str:
-    """Markdown: criteria side by side at each setting, top-1 before and after fine-tuning."""
+    """Markdown: criteria side by side at each setting, top-1 before and after fine-tuning, then
+    each criterion's top-1 difference from random and from CHIP with its 95% interval
+    (prunelab.significance)."""
     lines = ["# Criteria compared", "",
              "Same baseline, same images, same widths and same fine-tuning for every criterion; "
-             "top-1 in %, counts with their reduction.", ""]
+             "top-1 in %, counts with their reduction.", "",
+             "Differences are in top-1 points after fine-tuning, with a 95% confidence interval: paired by "
+             "fine-tuning seed when there are several seeds (it then holds training noise), else paired by "
+             "test image (it then holds only which test images were drawn, not another fine-tuning run). "
+             "An interval that contains 0 says the two are not distinguishable at this size. "
+             "Top-1 after fine-tuning is the final epoch's; the best epoch's is shown apart because that "
+             "epoch is chosen on the test set itself (as CHIP reports its numbers), which flatters it.", ""]
     for (model, setting), rows in df.groupby(["model", "setting"], sort=False):
+        best = "best_epoch_top1" in rows
         lines += [f"## {MODEL_NAMES.get(model, model)}, setting {setting}: `{rows.sparsity.iloc[0]}`", "",
-                  "| Criterion | Top-1 before fine-tuning | Top-1 after fine-tuning | Params | MACs | FLOPs (paper) |",
-                  "|---|---:|---:|---:|---:|---:|"]
+                  "| Criterion | Top-1 before fine-tuning | Top-1 after fine-tuning | Params | MACs | FLOPs (paper) |"
+                  + (" Best epoch's top-1 (test-selected) |" if best else ""),
+                  "|---|---:|---:|---:|---:|---:|" + ("---:|" if best else "")]
         for r in rows.itertuples(index=False):
             counts = [f"{_millions(getattr(r, k))} ({getattr(r, f'{k}_reduction_pct'):.1f}%)" for k, _ in COUNTS]
             lines.append(f"| {METHOD_NAMES.get(r.criterion, r.criterion)} | {r.top1_before_finetune:.2f} | "
-                         f"{r.pruned_top1:.2f} | " + " | ".join(counts) + " |")
+                         f"{r.pruned_top1:.2f} | " + " | ".join(counts) + " |"
+                         + (f" {r.best_epoch_top1:.2f} (epoch {r.best_epoch}) |" if best else ""))
+        differences = _difference_rows(rows)
+        if differences:
+            lines += ["", "| Difference | Points | 95% CI | Paired over | Verdict |", "|---|---:|---:|---:|---|",
+                      *differences]
         lines.append("")
     return "\n".join(lines)
 
@@ -184,29 +254,56 @@ def points(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_png(pts: pd.DataFrame, path: str | Path, title: str) -> None:
-    """Top-1 (after fine-tuning) against MACs, a marker per criterion; written atomically."""
+# one colour and one marker shape per criterion, hollow, so that networks at the same point stay visible
+STYLE = {"baseline": ("#000000", "*"), "chip": ("#1f77b4", "o"), "hrank": ("#ff7f0e", "s"), "l1": ("#2ca02c", "^"),
+         "random": ("#d62728", "D"), "snpfi": ("#9467bd", "v")}
+
+
+def plot_png(pts: pd.DataFrame, path: str | Path, title: str, spread: pd.Series | None = None) -> None:
+    """Top-1 against MACs before and after fine-tuning (two panels), a colour and marker per
+    criterion; written atomically. Networks at the same MACs (every rate-based criterion at a
+    setting) are spread sideways by a few pixels' worth of MACs, in the legend's order, so none
+    hides another; spread (the seeds' standard deviation per point, after fine-tuning) draws
+    error bars. Each panel's axes fit its points."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for criterion, rows in pts.groupby("criterion", sort=False):
-        marker = "*" if criterion == "baseline" else "o"
-        ax.scatter(rows.macs / 1e6, rows.top1, marker=marker, s=120 if marker == "*" else 40,
-                   label=METHOD_NAMES.get(criterion, criterion))
-        for r in rows.itertuples(index=False):
-            if r.setting:
-                ax.annotate(r.setting, (r.macs / 1e6, r.top1), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("MACs (M)")
-    ax.set_ylabel("top-1 after fine-tuning (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
+    criteria = list(dict.fromkeys(pts.criterion))
+    span = (pts.macs.max() - pts.macs.min()) / 1e6 or pts.macs.max() / 1e6
+    dodge = {c: (k - (len(criteria) - 1) / 2) * 0.018 * span for k, c in enumerate(criteria)}
+    for ax, column, label in ((axes[0], "top1_before_finetune", "top-1 before fine-tuning (%)"),
+                              (axes[1], "top1", "top-1 after fine-tuning (%)")):
+        for criterion in criteria:
+            rows = pts[pts.criterion == criterion]
+            colour, marker = STYLE.get(criterion, ("#7f7f7f", "o"))
+            x = rows.macs / 1e6 + (0 if criterion == "baseline" else dodge[criterion])
+            err = spread[rows.index] if spread is not None and column == "top1" else None
+            ax.errorbar(x, rows[column], yerr=err, fmt=marker, markersize=11 if marker == "*" else 7,
+                        markerfacecolor="none" if marker != "*" else colour, markeredgecolor=colour,
+                        markeredgewidth=1.5, ecolor=colour, capsize=3, linestyle="none",
+                        label=METHOD_NAMES.get(criterion, criterion))
+            for r, xi in zip(rows.itertuples(index=False), x):
+                if r.setting and criterion == criteria[-1]:  # a setting's name once, beside its last network
+                    ax.annotate(r.setting, (xi, getattr(r, column)), textcoords="offset points", xytext=(6, -3),
+                                fontsize=8)
+        ax.set_xlabel("MACs (M)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.margins(x=0.08, y=0.08)
+    axes[1].legend(loc="best", fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
     plt.close(fig)
+
+
+def _spread(df: pd.DataFrame, pts: pd.DataFrame) -> pd.Series:
+    """The seeds' standard deviation of top-1 after fine-tuning for each row of points(df) (0 for a baseline)."""
+    std = {(r.criterion, r.setting): r.pruned_top1_std for r in df.itertuples(index=False)}
+    return pd.Series([std.get((c, s), 0.0) for c, s in zip(pts.criterion, pts.setting)], index=pts.index)
 
 
 def summary(df: pd.DataFrame) -> str:
@@ -229,6 +326,22 @@ def curves_csv(curves: list[dict]) -> str:
     return buf.getvalue()
 
 
+def with_best_epoch(df: pd.DataFrame, curves: list[dict]) -> pd.DataFrame:
+    """df plus, per network, the top-1 of its best fine-tuning epoch (mean over seeds) and which
+    epoch that was (1-based, per seed): the epoch is chosen on the test set itself, which is how
+    CHIP reports its numbers, so it is shown apart from the final epoch's top-1."""
+    c = pd.DataFrame(curves, columns=list(CURVE_FIELDS))
+    best = c.loc[c.groupby(["setting", "criterion", "seed"], sort=False)["top1"].idxmax()]
+    per_net = {key: rows for key, rows in best.groupby(["setting", "criterion"], sort=False)}
+    missing = [f"{cr}-{se}" for se, cr in zip(df.setting, df.criterion) if (se, cr) not in per_net]
+    if missing:
+        raise PrunelabError(f"no fine-tuning curve for {', '.join(missing)}")
+    df = df.copy()
+    df["best_epoch_top1"] = [per_net[(se, cr)]["top1"].mean() for se, cr in zip(df.setting, df.criterion)]
+    df["best_epoch"] = [" ".join(str(int(e) + 1) for e in per_net[(se, cr)]["epoch"]) for se, cr in zip(df.setting, df.criterion)]
+    return df
+
+
 def write_tables(records: list[dict], out_dir: str | Path, title: str = "Results",
                  curves: list[dict] | None = None) -> dict[str, Path]:
     """Write table.{md,tex,csv}, comparison.md, summary.json, the fine-tuning curves (when given)
@@ -237,6 +350,8 @@ def write_tables(records: list[dict], out_dir: str | Path, title: str = "Results
     if not records:
         raise PrunelabError("no results to tabulate")
     df = frame(records)
+    if curves is not None:
+        df = with_best_epoch(df, curves)
     texts = {"table.md": markdown(df, title), "table.tex": latex(df, title), "table.csv": csv(df),
              "comparison.md": comparison(df), "summary.json": summary(df), "top1_vs_macs.csv": csv(points(df)),
              **({"finetune_curves.csv": curves_csv(curves)} if curves is not None else {})}
@@ -246,7 +361,8 @@ def write_tables(records: list[dict], out_dir: str | Path, title: str = "Results
         atomic_write(path, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
         out[name] = path
     out["top1_vs_macs.png"] = Path(out_dir) / "top1_vs_macs.png"
-    plot_png(points(df), out["top1_vs_macs.png"], title)
+    pts = points(df)
+    plot_png(pts, out["top1_vs_macs.png"], title, _spread(df, pts) if _several_seeds(df) else None)
     return out
 
 
@@ -324,12 +440,22 @@ def paper_latex(df: pd.DataFrame, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paper_summary(df: pd.DataFrame) -> str:
+    """JSON: per row, top-1 after and before fine-tuning and the FLOPs reduction; the numbers
+    `dvc metrics show` lists for the paper pipeline (the evaluate files hold the rest)."""
+    out = {r.setting: {"top1": r.pruned_top1, "top1_std": r.pruned_top1_std, "top1_before_finetune": r.top1_before_finetune,
+                       "flops_paper_reduction_pct": r.flops_paper_reduction_pct} for r in df.itertuples(index=False)}
+    return json.dumps(out, indent=2, sort_keys=True) + "\n"
+
+
 def write_paper_tables(records: list[dict], out_dir: str | Path, title: str = "CHIP, reproduced") -> dict[str, Path]:
-    """table.{md,tex,csv} in the paper's layout, each written atomically; returns their paths."""
+    """table.{md,tex,csv} in the paper's layout and summary.json, each written atomically; returns
+    their paths."""
     if not records:
         raise PrunelabError("no results to tabulate")
     df = paper_frame(records)
-    texts = {"table.md": paper_markdown(df, title), "table.tex": paper_latex(df, title), "table.csv": csv(df)}
+    texts = {"table.md": paper_markdown(df, title), "table.tex": paper_latex(df, title), "table.csv": csv(df),
+             "summary.json": paper_summary(df)}
     out = {}
     for name, text in texts.items():
         out[name] = Path(out_dir) / name

@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -328,6 +329,19 @@ def lock_runs(uri: str, experiment: str, stages: list[str], lock_file: str | Pat
             raise TrackingError(f"{stage}: no finished MLflow run matches {lock_file} in experiment {experiment!r} "
                                 f"at {tracking_uri(uri)}; `dvc repro` records it")
     return out
+
+
+def artifact_json(uri: str, run, name: str) -> dict:
+    """The JSON artifact `name` of an MLflow run, e.g. the evaluate record it logged."""
+    mlflow = _mlflow()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=name, dst_path=tmp,
+                                                       tracking_uri=tracking_uri(uri))
+        except Exception as e:  # noqa: BLE001 - MLflow raises several types for a missing artifact
+            raise TrackingError(f"MLflow run {run.info.run_id} has no artifact {name} ({str(e).splitlines()[0][:200]})"
+                                ) from None
+        return json.loads(Path(path).read_text())
 
 
 def lock_seed_runs(uri: str, experiment: str, stages: list[str], metric: str = "top1",

@@ -1,12 +1,13 @@
-"""evaluate: top-1 of a fine-tuned network (mean and spread over its seeds), its counts and
-their reductions against the baseline, and the measured inference latency of both (CPU, and
-CUDA when present, with engine.amp and engine.channels_last as in training) with the speed-up."""
+"""evaluate: top-1 of a fine-tuned network (mean and spread over its seeds), which test images it
+gets right (per seed, packed: the report pairs networks image by image), its counts and their
+reductions against the baseline, and the measured inference latency of both (CPU, and CUDA when
+present, with engine.amp and engine.channels_last as in training) with the speed-up."""
 
 import json
 import statistics
 from pathlib import Path
 
-from prunelab import checkpoint, config, counting, pipeline, report
+from prunelab import checkpoint, config, counting, pipeline, report, significance
 from prunelab.engine import evaluate
 from prunelab.latency import compare_latency
 
@@ -17,10 +18,12 @@ def main() -> None:
     metrics_dir = Path(paths["metrics"])
     splits = pipeline.load_data(params)
     seeds = config.seeds(params)
-    per_seed = []
+    per_seed, correct = [], []
     for seed in seeds:
         model = checkpoint.build(checkpoint.load(config.finetuned_file(params, net, seed))).to(dev)
         per_seed.append(evaluate(model, pipeline.test_loader(splits, params, dev), dev, **pipeline.eval_accel(params)))
+        correct.append(significance.correct_per_image(model, pipeline.test_loader(splits, params, dev), dev,
+                                                      **pipeline.eval_accel(params)))  # (N,) bool
     baseline = json.loads((metrics_dir / "train_baseline.json").read_text())
     pruned = json.loads(net.file(metrics_dir / "prune", ".json").read_text())
     shape = pipeline.input_shape(splits)
@@ -31,6 +34,7 @@ def main() -> None:
               "baseline_top1": baseline["top1"], "top1_before_finetune": pruned["top1_before_finetune"],
               "top1": statistics.fmean(top1), "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
               "top1_best": max(top1), "loss": statistics.fmean(m["loss"] for m in per_seed),
+              "test_images": len(correct[0]), "test_correct_per_seed": " ".join(map(significance.encode, correct)),
               **counting.count(model, shape)}
     for key in ("params", "macs", "flops_paper"):
         record[f"baseline_{key}"] = baseline[key]
@@ -45,7 +49,8 @@ def main() -> None:
                 base_ms, pruned_ms = times["baseline"][b]["median_ms"], times["pruned"][b]["median_ms"]
                 record.update({f"latency_{device}_b{b}_baseline_ms": base_ms, f"latency_{device}_b{b}_pruned_ms": pruned_ms,
                                f"speedup_{device}_b{b}": base_ms / pruned_ms})
-    strings = {k: v for k, v in record.items() if isinstance(v, str)}
+    # tags, less the per-image bits (past MLflow's tag length on large test sets): those travel in the JSON artifact
+    strings = {k: v for k, v in record.items() if isinstance(v, str) and k not in significance.PER_IMAGE_FIELDS}
     # what made the network as well: its pruning and its fine-tuning
     sections = {"data": params["data"], "seeds": seeds, "latency": lat, "prune": {"criterion": net.criterion,
                 "sparsity": net.sparsity, **({"snpfi": params["snpfi"]} if net.criterion == "snpfi" else {})},
@@ -54,6 +59,7 @@ def main() -> None:
         run.log_metrics({k: v for k, v in record.items() if not isinstance(v, str)})
         output = net.file(metrics_dir / "evaluate", ".json")
         pipeline.write_json(output, record)
+        run.log_artifact(output)
         run.record_outputs([output])
 
 

@@ -78,6 +78,36 @@ def test_pipeline_writes_tables_and_metrics(project):
     assert not list(project.rglob("*.tmp"))
 
 
+def test_evaluate_records_which_test_images_each_network_gets_right(project):
+    """The per-image bits the comparison pairs networks by: as many as test images, and their
+    share of ones is the network's top-1."""
+    from prunelab import significance
+
+    for net in ("chip-r1", "chip-r2"):
+        rec = json.loads((project / f"results/metrics/evaluate/{net}.json").read_text())
+        (bits,) = rec["test_correct_per_seed"].split()  # one seed
+        correct = significance.decode(bits, rec["test_images"])
+        assert rec["test_images"] == 360  # digits' stratified 20% hold-out
+        assert 100 * correct.mean() == pytest.approx(rec["top1"], abs=1e-9)
+    assert "test_correct_per_seed" not in (project / "results" / "table.csv").read_text()
+
+
+def test_record_run_gives_each_stage_its_time(project):
+    """tools/record_run.py: date, machine and per-stage times from the MLflow runs of dvc.lock;
+    the stages' times add up to the span."""
+    r = run([str(BIN / "python"), str(ROOT / "tools" / "record_run.py"), str(project)], project)
+    record_file = project / "results" / "run.json"
+    try:
+        record = json.loads(record_file.read_text())
+    finally:
+        record_file.unlink()
+    assert "min from" in r.stdout
+    assert set(record["stages_s"]) == ALL_STAGES - {"check_params", "mlflow_sync"}
+    assert sum(record["stages_s"].values()) == pytest.approx(record["span_s"], abs=0.1 * len(record["stages_s"]))
+    assert record["stages_s"]["train_baseline"] > 0 and re.fullmatch(r"\d{4}-\d\d-\d\d", record["date"])
+    assert "CPUs" in record["machine"]
+
+
 def test_second_repro_does_nothing(project):
     """Nothing re-runs but mlflow_sync, which always runs and finds every run in place."""
     r = dvc(project, "repro")

@@ -101,9 +101,12 @@ def test_readme_chip_against_random_after_finetuning_is_the_evaluate_metrics():
     from prunelab import config
     from prunelab.data import load_dataset
 
-    gap, chip, random, n_test, images = readme_numbers(
+    gap, chip, random, n_test, images, ci, verdict = readme_numbers(
         r"After fine-tuning, CHIP − random at r2 is ([+-][\d.]+) points \(([\d.]+) against ([\d.]+)\)\. On (\d+) "
-        r"test images that is\s+(\d+) images?")
+        r"test images that is\s+(\d+) images?; paired over them, its 95% CI is (\[[^]]+\]): ([^,.]+)")
+    block = (ROOT / "results" / "comparison.md").read_text().split("setting r2:")[1]
+    row = re.search(r"\| CHIP − Random \| \S+ \| (\[[^]]+\]) \| [^|]+ \| ([^|]+) \|", block)
+    assert (ci, verdict) == (row.group(1), row.group(2).strip())
     top1 = {c: metric("evaluate", f"{c}-r2", "top1") for c in ("chip", "random")}
     p = config.load_any(ROOT / "params.yaml")
     assert p["data"]["name"] == "digits"
@@ -160,3 +163,119 @@ def test_readme_alexnet_and_mobilenet_counts_are_the_counter_s():
     for arch, c, h, w, params, macs in quoted:
         counts = counting.count(models.build_model(arch, None, int(c), 10), (int(c), int(h), int(w)))
         assert (counts["params"], counts["macs"]) == (int(params.replace(",", "")), int(macs.replace(",", ""))), arch
+
+
+FASHION = ("fashion", "fashion-alexnet")
+
+
+def test_readme_fashion_tables_are_the_committed_tables():
+    """Every row of each Fashion-MNIST pipeline's table and of its criteria differences is in the
+    README as committed in <pipeline>/results/."""
+    readme = (ROOT / "README.md").read_text()
+    for folder in FASHION:
+        results = ROOT / folder / "results"
+        rows = [line for line in (results / "table.md").read_text().splitlines() if line.startswith("| ")]
+        differences = [line for line in (results / "comparison.md").read_text().splitlines()
+                       if re.match(r"\| \w+ − \w+ \|", line)]
+        assert rows and differences, folder
+        missing = [line for line in rows + differences if line not in readme]
+        assert not missing, f"README lacks {folder}'s rows: {missing}"
+
+
+def test_readme_fashion_runs_are_dated_and_timed_from_their_run_records():
+    text = " ".join((ROOT / "README.md").read_text().split())
+    for folder in FASHION:
+        run = json.loads((ROOT / folder / "results" / "run.json").read_text())
+        m = re.search(rf"`{folder}/` ran on (\d{{4}}-\d\d-\d\d) on (.+?), in (\d+) minutes", text)
+        assert m, f"README lacks the run sentence of {folder}/"
+        assert m.groups() == (run["date"], run["machine"], f"{run['span_s'] / 60:.0f}"), folder
+
+
+def fashion_metric(folder: str, kind: str, network: str, key: str):
+    return json.loads((ROOT / folder / "results" / "metrics" / kind / f"{network}.json").read_text())[key]
+
+
+def test_readme_fashion_baseline_and_its_anchor():
+    from prunelab import config
+
+    params = config.load_any(ROOT / "fashion" / "params.yaml")
+    top1, gap, fraction = readme_numbers(
+        r"\*\*ResNet-20 baseline:\*\* ([\d.]+)% top-1 on the 10,000 test images, ([\d.]+) points below the 95\.6% "
+        r"anchor, after 1/(\d+) of its image-epochs")
+    baseline = json.loads((ROOT / "fashion" / "results" / "metrics" / "train_baseline.json").read_text())["top1"]
+    assert baseline >= 90.0, "the Fashion-MNIST baseline must reach 90% top-1"
+    image_epochs = params["train"]["epochs"] * params["data"]["train_subset"]
+    check([("fashion baseline top-1", top1, baseline, 2), ("gap to the 95.6% anchor", gap, 95.6 - baseline, 2),
+           ("share of the anchor's 300 x 60,000 image-epochs", fraction, 300 * 60_000 / image_epochs, 0)])
+
+
+def test_readme_fashion_chip_against_random_is_the_comparison():
+    """The README's verdict on CHIP against random is the comparison's, word for word."""
+    text = " ".join((ROOT / "README.md").read_text().split())
+    comparison = (ROOT / "fashion" / "results" / "comparison.md").read_text()
+    for setting, block in re.findall(r"## ResNet-20, setting (\w+):(.*?)(?=\n## |\Z)", comparison, re.S):
+        row = re.search(r"\| CHIP − Random \| (\S+) \| (\[[^]]+\]) \| [^|]+ \| ([^|]+) \|", block)
+        said = re.search(rf"At {setting}, CHIP − random is (\S+) points \(95% CI (\[[^]]+\])\): ([^.;]+)[.;]", text)
+        assert row and said, setting
+        assert said.groups() == (row.group(1), row.group(2), row.group(3).strip()), setting
+
+
+def fashion_blocks(folder: str = "fashion") -> dict[str, str]:
+    """{setting: its section of <folder>/results/comparison.md}"""
+    text = (ROOT / folder / "results" / "comparison.md").read_text()
+    return dict(re.findall(r"## [^,\n]+, setting (\w+):(.*?)(?=\n## |\Z)", text, re.S))
+
+
+def verdict(block: str, label: str) -> str:
+    return re.search(rf"\| {label} \| \S+ \| \S+, \S+ \| [^|]+ \| ([^|]+) \|", block).group(1).strip()
+
+
+def test_readme_fashion_prose_follows_the_verdicts():
+    """The sentences that summarise fashion/'s comparison say what its verdicts say."""
+    text = " ".join((ROOT / "README.md").read_text().split())
+    blocks = fashion_blocks()
+    chip_beats = [s for s, b in blocks.items() if verdict(b, "CHIP − Random") == "CHIP better"]
+    assert ("CHIP does not beat random at these settings after fine-tuning" in text) == (not chip_beats)
+    if "SNPFI, which picks its own widths" in text:
+        ahead = re.search(r"stays ahead of random and CHIP at (\w+) after fine-tuning", text).group(1)
+        assert verdict(blocks[ahead], "SNPFI − Random") == "SNPFI better"
+        assert verdict(blocks[ahead], "SNPFI − CHIP") == "SNPFI better"
+    (n,) = readme_numbers(r"(\d+) intervals at 95% each")
+    assert int(n) == sum(len(re.findall(r"^\| \w+ − \w+ \|", b, re.M)) for b in blocks.values())
+    # before fine-tuning, r1, and SNPFI's two starting points
+    said = readme_numbers(r"\(r1: CHIP ([\d.]+)%, HRank ([\d.]+)%, L1 ([\d.]+)%, random ([\d.]+)%\)")
+    snpfi = readme_numbers(r"SNPFI, which picks its own widths and recovers without training, starts at ([\d.]+)% "
+                           r"\(r1\) and ([\d.]+)% \(r2\)")
+    check([(f"fashion {c}-r1 before fine-tuning", n, fashion_metric("fashion", "prune", f"{c}-r1", "top1_before_finetune"), 2)
+           for c, n in zip(("chip", "hrank", "l1", "random"), said)]
+          + [(f"fashion snpfi-{s} before fine-tuning", n, fashion_metric("fashion", "prune", f"snpfi-{s}", "top1_before_finetune"), 2)
+             for s, n in zip(("r1", "r2"), snpfi)])
+
+
+def test_readme_fashion_stage_times_are_the_run_record():
+    run = json.loads((ROOT / "fashion" / "results" / "run.json").read_text())
+    baseline, finetune = readme_numbers(r"the baseline (\d+), the ten fine-tunings (\d+),")
+    check([("fashion baseline minutes", baseline, run["stages_s"]["train_baseline"] / 60, 0),
+           ("fashion fine-tuning minutes", finetune,
+            sum(v for k, v in run["stages_s"].items() if k.startswith("finetune@")) / 60, 0)])
+
+
+def test_readme_alexnet_figures_are_its_committed_files():
+    (setting, block), = fashion_blocks("fashion-alexnet").items()
+    row = re.search(r"\| CHIP − Random \| (\S+) \| (\[[^]]+\]) \| [^|]+ \| ([^|]+) \|", block)
+    text = " ".join((ROOT / "README.md").read_text().split())
+    said = re.search(rf"At {setting}, AlexNet's CHIP − random is (\S+) points \(95% CI (\[[^]]+\])\): ([^.]+)\.", text)
+    assert said and said.groups() == (row.group(1), row.group(2), row.group(3).strip())
+    (top1,) = readme_numbers(r"\*\*AlexNet baseline:\*\* ([\d.]+)% top-1 on the 10,000 test images")
+    reached, target = readme_numbers(r"for the same MACs reduction \(([\d.]+)% reached, target ([\d.]+)%\)")
+    before = readme_numbers(r"Before fine-tuning: CHIP ([\d.]+)%, HRank ([\d.]+)%, L1 ([\d.]+)%, random ([\d.]+)%, "
+                            r"SNPFI ([\d.]+)%")
+    baseline = json.loads((ROOT / "fashion-alexnet" / "results" / "metrics" / "train_baseline.json").read_text())["top1"]
+    check([("AlexNet baseline top-1", top1, baseline, 2),
+           ("AlexNet SNPFI reached MACs reduction", reached,
+            fashion_metric("fashion-alexnet", "prune", f"snpfi-{setting}", "reached_macs_reduction_pct"), 1),
+           ("AlexNet SNPFI target MACs reduction", target,
+            fashion_metric("fashion-alexnet", "prune", f"snpfi-{setting}", "target_macs_reduction_pct"), 1)]
+          + [(f"AlexNet {c} before fine-tuning", n,
+              fashion_metric("fashion-alexnet", "prune", f"{c}-{setting}", "top1_before_finetune"), 2)
+             for c, n in zip(("chip", "hrank", "l1", "random", "snpfi"), before)])

@@ -56,13 +56,19 @@ def test_comparison_and_plot_put_criteria_side_by_side(tmp_path):
     assert pts[1].startswith("resnet56,baseline,,125485696,93.26")
     png = out["top1_vs_macs.png"].read_bytes()
     image = matplotlib.image.imread(out["top1_vs_macs.png"])  # (H, W, RGBA) floats in [0, 1]
-    assert image.shape == (400, 600, 4)  # a 6 x 4 inch figure at 100 dpi
-    # one marker colour per series, in matplotlib's default cycle: baseline, CHIP, random
-    rgb = (image[..., :3] * 255).round().astype(int).reshape(-1, 3)
-    for colour in ("#1f77b4", "#ff7f0e", "#2ca02c"):
+    assert image.shape == (420, 1100, 4)  # two panels, 11 x 4.2 inches at 100 dpi
+    # each criterion in its own colour (report.STYLE), in both panels: baseline, CHIP, random
+    rgb = (image[..., :3] * 255).round().astype(int)
+
+    def pixels(colour: str, half: slice) -> int:
         want = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
-        assert (rgb == want).all(1).sum() >= 20, f"no {colour} markers in the plot"
-    assert not (rgb == [int("d6", 16), 39, 40]).all(1).any()  # a 4th series would be red: there are 3
+        return int((rgb[:, half] == want).all(-1).sum())
+
+    for criterion in ("baseline", "chip", "random"):
+        colour = report.STYLE[criterion][0]
+        for half in (slice(0, 550), slice(550, 1100)):  # before and after fine-tuning
+            assert pixels(colour, half) >= 10, f"no {criterion} markers in a panel"
+    assert pixels(report.STYLE["hrank"][0], slice(0, 1100)) == 0  # no HRank network, no HRank colour
     again = report.write_tables(records, tmp_path / "again")
     assert again["top1_vs_macs.png"].read_bytes() == png  # deterministic, no timestamp
 
@@ -97,3 +103,14 @@ def test_measured_speedups_get_a_column_per_device_next_to_the_flops(tmp_path):
     assert again["table.md"].read_bytes() == out["table.md"].read_bytes()
     assert "speedup_cpu_b256" in out["table.csv"].read_text().splitlines()[0]
     assert "Speed-up" not in report.write_tables([record()], tmp_path / "none")["table.md"].read_text()
+
+
+def test_networks_at_the_same_point_stay_visible(tmp_path):
+    """CHIP and HRank at the same MACs and top-1 (as at r2 on digits): both markers are seen."""
+    records = [record(criterion=c, top1=97.78, top1_before_finetune=9.72) for c in ("chip", "hrank", "l1", "random")]
+    image = matplotlib.image.imread(report.write_tables(records, tmp_path)["top1_vs_macs.png"])
+    rgb = (image[..., :3] * 255).round().astype(int)
+    for criterion in ("chip", "hrank", "l1", "random"):
+        want = [int(report.STYLE[criterion][0][i:i + 2], 16) for i in (1, 3, 5)]
+        for half in (slice(0, 550), slice(550, 1100)):
+            assert (rgb[:, half] == want).all(-1).sum() >= 10, f"{criterion}'s marker is hidden"

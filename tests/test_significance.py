@@ -1,0 +1,125 @@
+"""prunelab.significance against independent computations: the paired t interval written out by
+hand (numpy + the t quantile), McNemar's discordant pairs, and a network evaluated by hand."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+from torch import nn
+
+from prunelab import report, significance
+
+
+def hand_interval(d: np.ndarray, scale: float) -> tuple[float, float, float]:
+    """mean(d) +- t_{0.975, n-1} * sd(d) / sqrt(n), the textbook paired t interval."""
+    n = len(d)
+    mean = d.mean()
+    half = stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n)
+    return scale * mean, scale * (mean - half), scale * (mean + half)
+
+
+def test_interval_over_images_is_the_paired_t_interval():
+    rng = np.random.default_rng(0)
+    a, b = rng.random(2000) < 0.91, rng.random(2000) < 0.89
+    d = significance.over_images(a, b)
+    mean, low, high = hand_interval(a.astype(float) - b.astype(float), 100.0)
+    assert (d.mean, d.low, d.high) == pytest.approx((mean, low, high), abs=1e-9)
+    assert d.n == 2000 and d.unit == "test images"
+    # the difference is the top-1 difference itself, and only discordant images move it
+    assert d.mean == pytest.approx(100 * a.mean() - 100 * b.mean())
+    discordant = int((a != b).sum())
+    assert d.mean == pytest.approx(100 * (int((a & ~b).sum()) - int((~a & b).sum())) / 2000) and discordant > 0
+
+
+def test_interval_over_seeds_on_fixed_inputs():
+    a, b = [91.2, 90.7, 91.5], [90.1, 90.9, 90.6]
+    d = significance.over_seeds(a, b)
+    mean, low, high = hand_interval(np.subtract(a, b), 1.0)
+    assert (d.mean, d.low, d.high) == pytest.approx((mean, low, high), abs=1e-9)
+    # by hand: differences 1.1, -0.2, 0.9; mean 0.6; sd 0.7; t(0.975, 2) = 4.3027
+    assert d.mean == pytest.approx(0.6) and d.high - d.mean == pytest.approx(4.302653 * 0.7 / math.sqrt(3), abs=1e-5)
+    assert d.verdict == "not distinguishable"
+
+
+def test_verdicts():
+    assert significance.over_seeds([92.0, 93.0, 92.5], [90.0, 90.4, 90.1]).verdict == "A better"
+    assert significance.over_seeds([90.0, 90.4, 90.1], [92.0, 93.0, 92.5]).verdict == "B better"
+    assert significance.over_seeds([90.0], [91.0]).verdict == "no interval (one pair)"
+    same = significance.over_seeds([90.0, 91.0], [89.0, 90.0])  # a constant difference: no spread
+    assert (same.mean, same.low, same.high) == (1.0, 1.0, 1.0)
+    identical = significance.over_images(np.ones(50, bool), np.ones(50, bool))
+    assert (identical.mean, identical.low, identical.high, identical.verdict) == (0.0, 0.0, 0.0, "not distinguishable")
+
+
+def test_mismatched_pairs_are_refused():
+    with pytest.raises(ValueError, match="not the same test set"):
+        significance.over_images(np.ones(10, bool), np.ones(11, bool))
+    with pytest.raises(ValueError, match="pair them by seed"):
+        significance.over_seeds([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="does not hold 9 images"):
+        significance.decode(significance.encode(np.ones(8, bool)), 9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.booleans(), max_size=300))
+def test_encode_decode_round_trip(bits):
+    mask = np.array(bits, dtype=bool)
+    text = significance.encode(mask)
+    assert len(text) == 2 * math.ceil(len(bits) / 8)
+    assert (significance.decode(text, len(bits)) == mask).all()
+
+
+def test_correct_per_image_is_the_networks_own_answers():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    x, y = torch.randn(37, 1, 3, 4), torch.randint(0, 3, (37,))
+    loader = [(x[i:i + 10], y[i:i + 10]) for i in range(0, 37, 10)]
+    got = significance.correct_per_image(model, loader, torch.device("cpu"))
+    with torch.no_grad():
+        expected = (model(x).argmax(1) == y).numpy()
+    assert got.dtype == bool and got.shape == (37,) and (got == expected).all()
+
+
+def _record(criterion: str, correct: np.ndarray, seeds: str = "0", per_seed: str | None = None) -> dict:
+    top1 = 100.0 * correct.mean()
+    return {"model": "resnet20", "criterion": criterion, "setting": "r1", "sparsity": "[0.4]*12",
+            "input_shape": "1x28x28", "seeds": seeds, "top1_per_seed": per_seed or f"{top1:.2f}",
+            "baseline_top1": 92.0, "top1_before_finetune": 50.0, "top1": top1, "top1_std": 0.0, "top1_best": top1,
+            "params": 100, "macs": 1000, "flops_paper": 2000, "baseline_params": 200, "baseline_macs": 2000,
+            "baseline_flops_paper": 4000, "test_images": len(correct),
+            "test_correct_per_seed": significance.encode(correct)}
+
+
+def test_comparison_states_each_difference_with_its_interval():
+    rng = np.random.default_rng(1)
+    chip, random, l1 = (rng.random(1000) < p for p in (0.90, 0.80, 0.90))
+    text = report.comparison(report.frame([_record("chip", chip), _record("random", random), _record("l1", l1)]))
+    for name, a, b in (("CHIP − Random", chip, random), ("L1 − Random", l1, random), ("L1 − CHIP", l1, chip)):
+        mean, low, high = hand_interval(a.astype(float) - b.astype(float), 100.0)
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[1].replace("−", "-")) == pytest.approx(mean, abs=0.005)
+        low_s, high_s = cells[2].strip("[]").split(", ")
+        assert float(low_s.replace("−", "-")) == pytest.approx(low, abs=0.005)
+        assert float(high_s.replace("−", "-")) == pytest.approx(high, abs=0.005)
+        assert cells[3] == "1,000 test images"
+        expected = "not distinguishable" if low <= 0 <= high else (f"{name.split(' − ')[0]} better" if low > 0
+                                                                   else f"{name.split(' − ')[1]} better")
+        assert cells[4] == expected
+    assert "| Random − CHIP |" not in text  # the negation of CHIP − random is not repeated
+    assert "CHIP better" in text  # 90% against 80% on 1,000 images is far outside the noise
+
+
+def test_comparison_pairs_by_seed_when_there_are_several():
+    ones = np.ones(10, bool)
+    recs = [_record("chip", ones, "0 1 2", "91.20 90.70 91.50"), _record("random", ones, "0 1 2", "90.10 90.90 90.60")]
+    for r in recs:
+        r["top1"] = float(np.mean([float(t) for t in r["top1_per_seed"].split()]))
+    text = report.comparison(report.frame(recs))
+    row = next(line for line in text.splitlines() if line.startswith("| CHIP − Random |"))
+    d = significance.over_seeds([91.2, 90.7, 91.5], [90.1, 90.9, 90.6])
+    assert f"[{d.low:+.2f}, {d.high:+.2f}]".replace("-", "−") in row and "3 seeds" in row
