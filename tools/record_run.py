@@ -8,7 +8,9 @@ span_s runs from the first stage run's start to the last one's end: every stage 
 check_params and mlflow_sync (they log no run of their own). `dvc repro` runs stages one after
 another, so stages_s gives each stage the time from the previous stage's last run's end to its
 own last run's end: its interpreter start-up, imports, work and logging (a stage opens its run
-only around its logging, so a run's own duration would miss most of that).
+only around its logging, so a run's own duration would miss most of that). After a partial
+re-run (say, only the report), the newest runs are timed from the older ones' end: record a
+full `dvc repro`.
 """
 
 from __future__ import annotations
