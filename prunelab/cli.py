@@ -47,9 +47,10 @@ def count_command(args: argparse.Namespace) -> None:
 
 
 def paper_table_command(args: argparse.Namespace) -> None:
-    from prunelab.paper import counts_table
+    from prunelab.paper import counts_table, snpfi_counts_table
 
-    print(counts_table(), end="")
+    print(counts_table())
+    print(snpfi_counts_table(), end="")
 
 
 def _records(params: dict, from_mlflow: bool) -> list[dict]:
@@ -112,7 +113,7 @@ def write_table(params: dict, from_mlflow: bool = False) -> dict:
             params = config.experiment_params(paper, name)
             if params["rows"]:
                 records += _records(params, from_mlflow)
-        title = "CHIP, reproduced" + (" (smoke mode: synthetic data, not results)" if paper["smoke"] else "")
+        title = "CHIP and SNPFI, reproduced" + (" (smoke mode: synthetic data, not results)" if paper["smoke"] else "")
         return report.write_paper_tables(records, paper["paths"]["results"], title)
     title = (f"{report.MODEL_NAMES.get(params['model']['arch'], params['model']['arch'])} on "
              f"{report.DATA_NAMES.get(params['data']['name'], params['data']['name'])}: pruning criteria compared")
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--classes", type=int, help="number of classes (default: the paper's, 10 or 1000)")
     p.add_argument("--json", action="store_true", help='print {"params", "macs", "flops_paper"} as JSON')
     p.set_defaults(func=count_command)
-    pt = sub.add_parser("paper-table", help="CHIP's rows with params, MACs and FLOPs computed from the architectures")
+    pt = sub.add_parser("paper-table", help="CHIP's rows and SNPFI's systems at 60%: params, MACs and FLOPs computed from the architectures")
     pt.set_defaults(func=paper_table_command)
     t = sub.add_parser("table", help="rebuild the report stage's outputs from the tracked results",
                        description="Rebuild what the report stage writes: results/table.{md,tex,csv}, "

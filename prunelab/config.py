@@ -325,8 +325,8 @@ class Network:
 def networks(params: dict) -> list[Network]:
     """Every pruned network, in dvc.yaml's order: criteria x settings, or the paper's rows."""
     settings = params["prune"]["settings"]
-    if "rows" in params:
-        return [Network(row, PAPER_CRITERION, row, settings[row]) for row in params["rows"]]
+    if "rows" in params:  # a paper row is one network: its criterion, its sparsity
+        return [Network(row, spec["criterion"], row, settings[row]) for row, spec in params["rows"].items()]
     return [Network(f"{c}-{s}", c, s, settings[s]) for c in params["prune"]["criteria"] for s in settings]
 
 
@@ -348,7 +348,6 @@ def finetuned_file(params: dict, net: Network, seed: int, directory: str | Path 
 # --- The paper pipeline (paper/params.yaml): experiments (one per model) and rows (one per
 # pruned network of CHIP's table), resolved into the default pipeline's params per experiment.
 
-PAPER_CRITERION = "chip"
 SMOKE_BATCHES = 2  # batches per epoch and per evaluation in smoke mode
 
 
@@ -374,6 +373,7 @@ PAPER_SCHEMA: dict[str, Any] = {
     "device": SCHEMA["device"],
     "engine": ENGINE,
     "smoke": _bool,
+    "criteria": _criteria,  # scored on every experiment (score@<experiment>-<criterion>); each row prunes with one
     "paths": {"data": {name: _str for name in PAPER_DATASETS}, "runs": _str, "results": _str},
     "tracking": SCHEMA["tracking"],
     "features": SCHEMA["features"],
@@ -400,7 +400,8 @@ def validate_paper(paper: dict) -> None:
     for row, spec in paper["rows"].items():
         if not isinstance(row, str) or not row.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"rows: row name {short(row)} must be letters, digits, '-' and '_'")
-        _validate(spec, {"experiment": _choice(*paper["experiments"]), "sparsity": _str}, f"rows.{row}")
+        _validate(spec, {"experiment": _choice(*paper["experiments"]), "criterion": _choice(*paper["criteria"]),
+                         "sparsity": _str}, f"rows.{row}")
         arch = paper["experiments"][spec["experiment"]]["model"]["arch"]
         try:
             models.group_rates(arch, parse_sparsity(spec["sparsity"], f"rows.{row}.sparsity"))
@@ -429,9 +430,9 @@ def experiment_params(paper: dict, name: str) -> dict:
                   "finetuned": str(out / "finetuned"), "metrics": str(out / "metrics"),
                   "results": paper["paths"]["results"]},
         "data": exp["data"], "model": exp["model"], "train": exp["train"],
-        "features": copy.deepcopy(paper["features"]), "snpfi": paper["snpfi"],
+        "features": copy.deepcopy(paper["features"]), "snpfi": copy.deepcopy(paper["snpfi"]),
         "latency": copy.deepcopy(paper["latency"]),
-        "prune": {"criteria": [PAPER_CRITERION], "settings": {r: spec["sparsity"] for r, spec in rows.items()}},
+        "prune": {"criteria": list(paper["criteria"]), "settings": {r: spec["sparsity"] for r, spec in rows.items()}},
         "finetune": exp["finetune"],
     }
     if paper["smoke"]:
@@ -443,6 +444,11 @@ def experiment_params(paper: dict, name: str) -> dict:
         for recipe in (params["train"], params["finetune"]):
             recipe.update(epochs=1, batch_size=8, warmup_epochs=0)
         params["features"].update(num_images=8, batch_size=4)
+        # SNPFI's game costs a partial forward per channel, permutation and image: ResNet-50 has
+        # 26,000 channels, so the smoke game takes 2 images, 2 permutations and 32 px ImageNet crops
+        params["snpfi"].update(calibration_images=2, permutations=2)
+        if exp["data"]["name"] == "imagenet":
+            params["data"]["image_size"] = 32
         params["latency"] = {"batch_sizes": [1, 2], "warmup": 1, "repeats": 2}  # wiring, not a measurement
     if rows:
         validate({k: params[k] for k in SCHEMA})

@@ -191,7 +191,7 @@ def _restored(params: dict, stage: str, read: dict, tags: dict, files: list[Path
             metrics.append((None, {k: float(v) for k, v in values.items()
                                    if isinstance(v, (int, float)) and not isinstance(v, bool)}))
             tags.update({k: v for k, v in values.items() if isinstance(v, str) and k not in significance.PER_IMAGE_FIELDS})
-            if stage == "evaluate":  # the record itself, per-image results included, as the stage logs it
+            if stage in ("prune", "evaluate"):  # the record itself, per-image results included, as the stage logs it
                 artifacts.append(f)
         elif f.suffix == ".csv" and curves is not None and curves in f.parents:  # (epoch, metrics) rows
             with f.open() as fh:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -42,8 +43,9 @@ def normalize(record: dict) -> dict:
     out.update({k: float(record[k]) for k in FLOAT_FIELDS})
     out.update({k: int(round(float(record[k]))) for k in INT_FIELDS})
     out.update({k: float(v) for k, v in sorted(record.items()) if SPEEDUP.fullmatch(k)})
-    if all(k in record for k in (*PER_IMAGE_FIELDS, "test_images")):
-        out.update({k: str(record[k]) for k in PER_IMAGE_FIELDS}, test_images=int(float(record["test_images"])))
+    if "test_images" in record and any(k in record for k in PER_IMAGE_FIELDS):
+        out.update({k: str(record[k]) for k in PER_IMAGE_FIELDS if k in record},
+                   test_images=int(float(record["test_images"])))
     return out
 
 
@@ -172,16 +174,18 @@ def _per_seed(row) -> list[float]:
     return [float(t) for t in row.pruned_top1_per_seed.split()]
 
 
-def difference(a, b) -> significance.Difference | None:
-    """Top-1 of network a minus b (frame rows), paired by seed when both have several (the same
-    seeds), else by test image when both carry per-image correctness; None when neither."""
-    if len(a.seeds.split()) > 1 and a.seeds == b.seeds:
+def difference(a, b, before: bool = False) -> significance.Difference | None:
+    """Top-1 of network a minus b (frame rows). After fine-tuning: paired by seed when both have
+    several (the same seeds), else by test image when both carry per-image correctness. Before
+    fine-tuning (the pruned networks, one each): by test image. None when there is nothing to pair."""
+    field = "test_correct_before_finetune" if before else "test_correct_per_seed"
+    if not before and len(a.seeds.split()) > 1 and a.seeds == b.seeds:
         return significance.over_seeds(_per_seed(a), _per_seed(b))
-    if all(isinstance(getattr(r, PER_IMAGE_FIELDS[0], None), str) for r in (a, b)):
-        if len(a.seeds.split()) != 1 or len(b.seeds.split()) != 1:
+    if all(isinstance(getattr(r, field, None), str) for r in (a, b)):
+        if not before and (len(a.seeds.split()) != 1 or len(b.seeds.split()) != 1):
             return None  # several seeds on one side only: nothing to pair them with
-        return significance.over_images(significance.decode(a.test_correct_per_seed, a.test_images),
-                                        significance.decode(b.test_correct_per_seed, b.test_images))
+        return significance.over_images(significance.decode(getattr(a, field), a.test_images),
+                                        significance.decode(getattr(b, field), b.test_images))
     return None
 
 
@@ -191,19 +195,21 @@ def _signed(x: float) -> str:
     return "+0.00" if float(text) == 0 else text.replace("-", "−")
 
 
-def _difference_rows(rows: pd.DataFrame) -> list[str]:
-    """Markdown rows: each criterion minus random and minus CHIP, with the 95% interval and what it says."""
+def _difference_rows(rows: pd.DataFrame, before: bool = False) -> list[str]:
+    """Markdown rows: each criterion minus random and minus CHIP, with the 95% interval and what
+    it says; after fine-tuning, or before (the pruned networks)."""
     by_name = {r.criterion: r for r in rows.itertuples(index=False)}
+    top1 = "top1_before_finetune" if before else "pruned_top1"
     out = []
     for ref in (c for c in REFERENCES if c in by_name):
         for name, r in by_name.items():
             if name == ref or (ref == "chip" and name == "random"):  # random − CHIP is CHIP − random negated
                 continue
-            d = difference(r, by_name[ref])
+            d = difference(r, by_name[ref], before)
             label = f"{METHOD_NAMES.get(name, name)} − {METHOD_NAMES.get(ref, ref)}"
             if d is None:
-                out.append(f"| {label} | {_signed(r.pruned_top1 - by_name[ref].pruned_top1)} | – | – | no interval: "
-                           "one seed and no per-image results |")
+                out.append(f"| {label} | {_signed(getattr(r, top1) - getattr(by_name[ref], top1))} | – | – | "
+                           "no interval: one seed and no per-image results |")
                 continue
             verdict = {"A better": f"{METHOD_NAMES.get(name, name)} better",
                        "B better": f"{METHOD_NAMES.get(ref, ref)} better"}.get(d.verdict, d.verdict)
@@ -219,9 +225,11 @@ def comparison(df: pd.DataFrame) -> str:
     lines = ["# Criteria compared", "",
              "Same baseline, same images, same widths and same fine-tuning for every criterion; "
              "top-1 in %, counts with their reduction.", "",
-             "Differences are in top-1 points after fine-tuning, with a 95% confidence interval: paired by "
-             "fine-tuning seed when there are several seeds (it then holds training noise), else paired by "
-             "test image (it then holds only which test images were drawn, not another fine-tuning run). "
+             "Differences are in top-1 points, after fine-tuning and before it, with a 95% confidence interval. "
+             "After fine-tuning they are paired by fine-tuning seed when there are several seeds (the interval "
+             "then holds training noise), else by test image (it then holds only which test images were drawn, "
+             "not another fine-tuning run). Before fine-tuning each criterion has one pruned network, and the "
+             "pairing is by test image. "
              "An interval that contains 0 says the two are not distinguishable at this size. "
              "Top-1 after fine-tuning is the final epoch's; the best epoch's is shown apart because that "
              "epoch is chosen on the test set itself (as CHIP reports its numbers), which flatters it.", ""]
@@ -236,10 +244,11 @@ def comparison(df: pd.DataFrame) -> str:
             lines.append(f"| {METHOD_NAMES.get(r.criterion, r.criterion)} | {r.top1_before_finetune:.2f} | "
                          f"{r.pruned_top1:.2f} | " + " | ".join(counts) + " |"
                          + (f" {r.best_epoch_top1:.2f} (epoch {r.best_epoch}) |" if best else ""))
-        differences = _difference_rows(rows)
-        if differences:
-            lines += ["", "| Difference | Points | 95% CI | Paired over | Verdict |", "|---|---:|---:|---:|---|",
-                      *differences]
+        for before, when in ((False, "after fine-tuning"), (True, "before fine-tuning")):
+            differences = _difference_rows(rows, before)
+            if differences:
+                lines += ["", f"| Difference {when} | Points | 95% CI | Paired over | Verdict |",
+                          "|---|---:|---:|---:|---|", *differences]
         lines.append("")
     return "\n".join(lines)
 
@@ -378,7 +387,7 @@ def records_from_files(files: list[Path]) -> list[dict]:
 
 # --- The paper pipeline's table: CHIP's layout, our numbers beside the paper's reported top-1.
 
-PAPER_HEADER = ["Model", "Sparsity", "Baseline top-1 (%)", "Pruned top-1 (%)", "Δ top-1",
+PAPER_HEADER = ["Model", "Method", "Sparsity", "Baseline top-1 (%)", "Pruned top-1 (%)", "Δ top-1",
                 "Paper: baseline → pruned top-1", "Params (↓%)", "MACs (↓%)", "FLOPs, paper convention (↓%)"]
 
 
@@ -387,12 +396,13 @@ def paper_header(df: pd.DataFrame) -> list[str]:
 
 
 def paper_frame(records: list[dict]) -> pd.DataFrame:
-    """frame() plus, per row, the top-1 the paper reports for the same model and sparsity (NaN
-    where the paper has no such row)."""
+    """frame() plus, per row, the top-1 CHIP's paper reports for CHIP at the same model and
+    sparsity (NaN for another criterion, or where the paper has no such row: SNPFI's abstract
+    gives no per-network top-1)."""
     from prunelab.paper import reported_top1
 
     df = frame(records)
-    reported = [reported_top1(m, s) for m, s in zip(df["model"], df["sparsity"])]
+    reported = [reported_top1(m, s) if c == "chip" else None for m, s, c in zip(df["model"], df["sparsity"], df["criterion"])]
     df["paper_baseline_top1"] = [r[0] if r else float("nan") for r in reported]
     df["paper_pruned_top1"] = [r[1] if r else float("nan") for r in reported]
     return df
@@ -402,8 +412,8 @@ def _paper_rows(df: pd.DataFrame, pct: str, pm: str, arrow: str, times: str = "�
     rows = []
     for r in df.itertuples(index=False):
         paper = "–" if pd.isna(r.paper_pruned_top1) else f"{r.paper_baseline_top1:.2f} {arrow} {r.paper_pruned_top1:.2f}"
-        cells = [MODEL_NAMES.get(r.model, r.model), r.sparsity, f"{r.baseline_top1:.2f}", _top1(r, pm),
-                 f"{r.delta_top1:+.2f}", paper]
+        cells = [MODEL_NAMES.get(r.model, r.model), METHOD_NAMES.get(r.criterion, r.criterion), r.sparsity,
+                 f"{r.baseline_top1:.2f}", _top1(r, pm), f"{r.delta_top1:+.2f}", paper]
         cells += [f"{_millions(getattr(r, k))} ({getattr(r, f'{k}_reduction_pct'):.1f}{pct})" for k, _ in COUNTS]
         cells += [_speedup_cell(r, cols).replace("×", times) for _, cols in speedup_columns(df)]
         rows.append(cells)
@@ -413,16 +423,17 @@ def _paper_rows(df: pd.DataFrame, pct: str, pm: str, arrow: str, times: str = "�
 def paper_markdown(df: pd.DataFrame, title: str) -> str:
     shapes = ", ".join(sorted(set(df["input_shape"])))
     lines = [f"# {title}", "",
-             f"Inputs {shapes}. CHIP on every configuration of its results table: our baselines, pruned and "
-             "fine-tuned networks, top-1 of the final epoch; the paper's reported top-1 beside ours (the paper reports "
-             "the best of several runs and the best epoch). Counts are computed from the architectures: MACs (conv + "
+             f"Inputs {shapes}. CHIP on every configuration of its results table, and SNPFI's systems at its "
+             "60% FLOPs budget with every criterion (comparison.md gives their differences): our baselines, pruned "
+             "and fine-tuned networks, top-1 of the final epoch; CHIP's reported top-1 beside ours (CHIP reports "
+             "the best of several runs and the best epoch; SNPFI's abstract reports no per-network top-1). Counts are computed from the architectures: MACs (conv + "
              "linear multiply-accumulates) and CHIP's thop convention (MACs + conv bias + 2 per BatchNorm element + "
              "average pool), each against its own baseline." + (f" {SEEDS_NOTE}" if _several_seeds(df) else "")
              + (f" {LATENCY_NOTE}" if speedup_columns(df) else ""), "",
              "| " + " | ".join(paper_header(df)) + " |",
-             "|" + "|".join(["---"] * 2 + ["---:"] * (len(paper_header(df)) - 2)) + "|"]
+             "|" + "|".join(["---"] * 3 + ["---:"] * (len(paper_header(df)) - 3)) + "|"]
     for cells in _paper_rows(df, "%", "±", "→"):
-        cells[1] = f"`{cells[1]}`"
+        cells[2] = f"`{cells[2]}`"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -430,11 +441,11 @@ def paper_markdown(df: pd.DataFrame, title: str) -> str:
 def paper_latex(df: pd.DataFrame, title: str) -> str:
     header = [h.replace("Δ", r"$\Delta$").replace("↓", r"$\downarrow$").replace("→", r"$\to$").replace("%", r"\%")
               for h in paper_header(df)]
-    lines = [f"% {title}", r"\begin{tabular}{ll" + "r" * (len(header) - 2) + "}", r"\toprule",
+    lines = [f"% {title}", r"\begin{tabular}{lll" + "r" * (len(header) - 3) + "}", r"\toprule",
              " & ".join(header) + r" \\", r"\midrule"]
     for cells in _paper_rows(df, r"\%", r"$\pm$", r"$\to$", r"$\times$"):
-        cells[1] = r"\texttt{" + _tex_escape(cells[1]) + "}"
-        cells[5] = cells[5].replace("–", "--")
+        cells[2] = r"\texttt{" + _tex_escape(cells[2]) + "}"
+        cells[6] = cells[6].replace("–", "--")
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
@@ -448,13 +459,25 @@ def paper_summary(df: pd.DataFrame) -> str:
     return json.dumps(out, indent=2, sort_keys=True) + "\n"
 
 
+def budgets(df: pd.DataFrame) -> pd.DataFrame:
+    """The paper's rows that share a model and a sparsity with another criterion's (SNPFI's
+    systems at 60%), their `setting` renamed to what the rows' names share ('alexnet-f60'), so
+    that comparison() sets them side by side; rows alone at their budget are left out."""
+    groups = df.groupby(["model", "sparsity"], sort=False)["setting"]
+    shared = groups.transform(lambda names: os.path.commonprefix(list(names)).rstrip("-_") or names.iloc[0])
+    return df.assign(setting=shared)[groups.transform("size") > 1]
+
+
 def write_paper_tables(records: list[dict], out_dir: str | Path, title: str = "CHIP, reproduced") -> dict[str, Path]:
-    """table.{md,tex,csv} in the paper's layout and summary.json, each written atomically; returns
-    their paths."""
+    """table.{md,tex,csv} in the paper's layout, the criteria compared at each shared budget
+    (comparison.md) and summary.json, each written atomically; returns their paths."""
     if not records:
         raise PrunelabError("no results to tabulate")
     df = paper_frame(records)
+    shared = budgets(df)
     texts = {"table.md": paper_markdown(df, title), "table.tex": paper_latex(df, title), "table.csv": csv(df),
+             "comparison.md": comparison(shared) if len(shared) else
+             "# Criteria compared\n\nNo two rows share a model and a sparsity: nothing to compare.\n",
              "summary.json": paper_summary(df)}
     out = {}
     for name, text in texts.items():

@@ -25,29 +25,39 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from prunelab.engine import Accel
 
 CONFIDENCE = 0.95
-# an evaluate record's field: which test images each seed's network gets right (encode), space
-# separated. Not an MLflow tag (past its length on large test sets): the evaluate run carries
-# its JSON record as an artifact.
-PER_IMAGE_FIELDS = ("test_correct_per_seed",)
+# evaluate record fields: which test images each network gets right (encode): after fine-tuning
+# one per seed, space separated; before fine-tuning the pruned network's (the prune stage's
+# record). Not MLflow tags (past their length on large test sets): the prune and evaluate runs
+# carry their JSON records as artifacts.
+PER_IMAGE_FIELDS = ("test_correct_per_seed", "test_correct_before_finetune")
 
 
 @torch.inference_mode()
-def correct_per_image(model: nn.Module, loader, device: torch.device, *, amp: str = "auto",
-                      channels_last: str | bool = "auto") -> np.ndarray:
-    """(N,) bool: whether the model's top class is each test image's label, in the loader's
-    order (the test loader is never shuffled); model in eval mode, one process."""
+def evaluate(model: nn.Module, loader, device: torch.device, *, amp: str = "auto",
+             channels_last: str | bool = "auto") -> tuple[dict, np.ndarray]:
+    """({"top1": %, "loss": mean cross-entropy}, (N,) bool whether the top class is each test
+    image's label, in the loader's order) in one pass; model in eval mode, one process. The
+    totals are summed as engine.evaluate sums them, so both give the same top-1 and loss."""
     accel = Accel.resolve(device, amp, channels_last)
     model.eval()
-    out = []
+    if accel.channels_last:
+        model.to(memory_format=torch.channels_last)
+    correct, loss_sum = [], torch.zeros((), dtype=torch.float64, device=device)
     for x, y in loader:
         x, y = accel.batch(x, device), y.to(device)  # (B, C, H, W), (B,)
         with accel.autocast(device):
-            out.append((model(x).argmax(1) == y).cpu())  # (B,)
-    return torch.cat(out).numpy()
+            logits = model(x).float()  # (B, classes)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        correct.append((logits.argmax(1) == y).cpu())  # (B,)
+    if accel.channels_last:
+        model.to(memory_format=torch.contiguous_format)
+    hits = torch.cat(correct).numpy()  # (N,)
+    return {"top1": 100.0 * float(hits.sum()) / len(hits), "loss": float(loss_sum) / len(hits)}, hits
 
 
 def encode(correct: np.ndarray) -> str:

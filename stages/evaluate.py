@@ -1,5 +1,6 @@
 """evaluate: top-1 of a fine-tuned network (mean and spread over its seeds), which test images it
-gets right (per seed, packed: the report pairs networks image by image), its counts and their
+gets right (per seed, packed: the report pairs networks image by image; and, from the prune
+stage, which the pruned network got right before fine-tuning), its counts and their
 reductions against the baseline, and the measured inference latency of both (CPU, and CUDA when
 present, with engine.amp and engine.channels_last as in training) with the speed-up."""
 
@@ -8,7 +9,6 @@ import statistics
 from pathlib import Path
 
 from prunelab import checkpoint, config, counting, pipeline, report, significance
-from prunelab.engine import evaluate
 from prunelab.latency import compare_latency
 
 
@@ -21,9 +21,10 @@ def main() -> None:
     per_seed, correct = [], []
     for seed in seeds:
         model = checkpoint.build(checkpoint.load(config.finetuned_file(params, net, seed))).to(dev)
-        per_seed.append(evaluate(model, pipeline.test_loader(splits, params, dev), dev, **pipeline.eval_accel(params)))
-        correct.append(significance.correct_per_image(model, pipeline.test_loader(splits, params, dev), dev,
-                                                      **pipeline.eval_accel(params)))  # (N,) bool
+        metrics, hits = significance.evaluate(model, pipeline.test_loader(splits, params, dev), dev,
+                                              **pipeline.eval_accel(params))  # top-1 and loss; (N,) bool
+        per_seed.append(metrics)
+        correct.append(hits)
     baseline = json.loads((metrics_dir / "train_baseline.json").read_text())
     pruned = json.loads(net.file(metrics_dir / "prune", ".json").read_text())
     shape = pipeline.input_shape(splits)
@@ -35,6 +36,7 @@ def main() -> None:
               "top1": statistics.fmean(top1), "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
               "top1_best": max(top1), "loss": statistics.fmean(m["loss"] for m in per_seed),
               "test_images": len(correct[0]), "test_correct_per_seed": " ".join(map(significance.encode, correct)),
+              "test_correct_before_finetune": pruned["test_correct_before_finetune"],
               **counting.count(model, shape)}
     for key in ("params", "macs", "flops_paper"):
         record[f"baseline_{key}"] = baseline[key]

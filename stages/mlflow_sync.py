@@ -20,7 +20,8 @@ def main() -> None:
     lock = tracking.lock_stages("dvc.lock")
     if config.is_paper(params):  # a stage resolves against its experiment's params
         experiments = {name: config.experiment_params(params, name) for name in params["experiments"]}
-        of_item = {**{e: e for e in experiments}, **{row: spec["experiment"] for row, spec in params["rows"].items()}}
+        of_item = {**{e: e for e in experiments}, **{f"{e}-{c}": e for e in experiments for c in params["criteria"]},
+                   **{row: spec["experiment"] for row, spec in params["rows"].items()}}
     else:
         experiments, of_item = {"": params}, {}
 

@@ -1,5 +1,6 @@
 """prune: keep each group's highest-scoring channels; physically remove the rest (weights, BN
-statistics and consumers' inputs transferred); evaluate before fine-tuning.
+statistics and consumers' inputs transferred); evaluate before fine-tuning (top-1, and which
+test images the pruned network gets right).
 
 Widths: the setting's rates, except for snpfi, which picks each group's width from its
 utilization curve for the setting's MACs reduction, then recovers without training (least-squares
@@ -7,7 +8,7 @@ refit of every consumer, BatchNorm statistics re-estimated)."""
 
 from pathlib import Path
 
-from prunelab import checkpoint, config, counting, criteria, models, pipeline, recovery, report, surgery
+from prunelab import checkpoint, config, counting, criteria, models, pipeline, recovery, report, significance, surgery
 from prunelab.criteria import snpfi
 from prunelab.engine import evaluate, seed_everything
 from prunelab.sparsity import parse_sparsity
@@ -48,16 +49,19 @@ def main() -> None:
             metrics["top1_after_refit"] = evaluate(model, test, dev, **pipeline.eval_accel(params))["top1"]
             bn_batches = pipeline.FirstBatches(pipeline.train_loader(splits, 256, params["seed"], params, dev), 10)
             recovery.recalibrate_batchnorm(model, bn_batches, dev)  # up to 2,560 training images
-        before = evaluate(model.to(dev), test, dev, **pipeline.eval_accel(params))
+        before, hits = significance.evaluate(model.to(dev), test, dev, **pipeline.eval_accel(params))  # (N,) bool
         metrics.update(top1_before_finetune=before["top1"], loss_before_finetune=before["loss"],
-                       **counting.count(model, shape))
+                       test_images=len(hits), **counting.count(model, shape))
         run.log_metrics(metrics)
+        # which test images it gets right: the report pairs criteria image by image before fine-tuning
+        metrics["test_correct_before_finetune"] = significance.encode(hits)
         outputs = [net.file(paths["pruned"], ".pt"), net.file(Path(paths["metrics"]) / "prune", ".json")]
         checkpoint.save(outputs[0], model, arch, new_widths, base["in_channels"], base["num_classes"],
                         meta={"keep": {k: v.tolist() for k, v in keep.items()}, **tags})
         pipeline.write_json(outputs[1], metrics)
         run.record_outputs(outputs)
         run.log_artifact(outputs[0])  # data only: {arch, widths, state_dict, meta}
+        run.log_artifact(outputs[1])  # the record, per-image results included
 
 
 if __name__ == "__main__":

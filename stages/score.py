@@ -21,8 +21,8 @@ def main() -> None:
     scores, extra = {}, {}
     sections = {"criterion": criterion, "seed": params["seed"],
                 **({"snpfi": params["snpfi"], "data": params["data"]} if criterion in criteria.SHAPLEY_CRITERIA else {})}
-    with pipeline.stage_run(params, "score", sections, item=params.get("experiment", criterion),
-                            tags={"criterion": criterion}) as run:
+    item = f"{params['experiment']}-{criterion}" if "experiment" in params else criterion  # as DVC names the stage
+    with pipeline.stage_run(params, "score", sections, item, tags={"criterion": criterion}) as run:
         if criterion in criteria.FEATURE_STATISTICS:
             stats = checkpoint.torch_load(paths["features"], ("layers", "meta"), "features file")
             for layer, per_stat in tqdm(stats["layers"].items(), desc=f"score {criterion}", unit="layer"):

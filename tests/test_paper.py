@@ -52,13 +52,55 @@ def paper_params():
     return config.load_paper(PAPER_PARAMS)
 
 
+# SNPFI's systems (PAPER.md): model, dataset; every criterion prunes each at one shared budget
+SNPFI_SYSTEMS = {"alexnet": "mnist", "mobilenet_v1": "cifar10", "resnet50": "imagenet"}
+
+
+def _arch(paper_params, row: dict) -> str:
+    return paper_params["experiments"][row["experiment"]]["model"]["arch"]
+
+
 def test_one_row_per_pruned_row_of_chips_table(paper_params):
-    ours = sorted((paper_params["experiments"][r["experiment"]]["model"]["arch"], parse_sparsity(r["sparsity"]))
-                  for r in paper_params["rows"].values())
-    theirs = sorted((arch, parse_sparsity(s)) for arch, s, _ in PAPER_ROWS)
+    chip_table = {(a, tuple(parse_sparsity(s))) for a, s, _ in PAPER_ROWS}
+    chip_rows = [r for r in paper_params["rows"].values()
+                 if (_arch(paper_params, r), tuple(parse_sparsity(r["sparsity"]))) in chip_table]
+    ours = sorted((_arch(paper_params, r), parse_sparsity(r["sparsity"]), r["criterion"]) for r in chip_rows)
+    theirs = sorted((arch, parse_sparsity(s), "chip") for arch, s, _ in PAPER_ROWS)
     assert ours == theirs and len(ours) == 12
     assert sorted((a, parse_sparsity(s), t) for a, s, t in paper.CHIP_ROWS if s is not None) == \
         sorted((a, parse_sparsity(s), t) for a, s, t in PAPER_ROWS)
+
+
+def test_snpfis_systems_at_60_percent_with_every_criterion(paper_params):
+    """AlexNet/MNIST, MobileNetV1/CIFAR-10, ResNet-50/ImageNet: one sparsity each, pruned by all
+    five criteria, whose uniform rates remove 60% of the FLOPs (paper convention) within half a
+    point, counted on the dataset's input by the counter and by torch's FLOP counter (MACs)."""
+    chip_table = {(a, tuple(parse_sparsity(s))) for a, s, _ in PAPER_ROWS}
+    others = [r for r in paper_params["rows"].values()
+              if (_arch(paper_params, r), tuple(parse_sparsity(r["sparsity"]))) not in chip_table]
+    by_arch: dict[str, list[dict]] = {}
+    for r in others:
+        by_arch.setdefault(_arch(paper_params, r), []).append(r)
+    assert set(by_arch) == set(SNPFI_SYSTEMS)
+    for arch, rows in by_arch.items():
+        exp = paper_params["experiments"][rows[0]["experiment"]]
+        assert exp["data"]["name"] == SNPFI_SYSTEMS[arch]
+        assert sorted(r["criterion"] for r in rows) == ["chip", "hrank", "l1", "random", "snpfi"], arch
+        assert len({r["sparsity"] for r in rows}) == 1 and len({r["experiment"] for r in rows}) == 1, arch
+        shape = (1, 28, 28) if SNPFI_SYSTEMS[arch] == "mnist" else (3, 224, 224) if arch == "resnet50" else (3, 32, 32)
+        classes = 1000 if arch == "resnet50" else 10
+        base = models.build_model(arch, None, shape[0], classes)
+        pruned = models.build_model(arch, models.pruned_widths(arch, parse_sparsity(rows[0]["sparsity"])), shape[0], classes)
+        flops = [oracles.flops_paper(net, shape) for net in (base, pruned)]
+        assert 59.5 <= 100 * (1 - flops[1] / flops[0]) <= 61, (arch, flops)
+        macs = []
+        for net in (base, pruned):
+            with torch.no_grad(), FlopCounterMode(display=False) as fc:
+                net.eval()(torch.zeros(1, *shape))
+            macs.append(fc.get_total_flops() // 2)
+        assert 59.5 <= 100 * (1 - macs[1] / macs[0]) <= 61, (arch, macs)
+    assert sorted((a, d, parse_sparsity(s)) for a, d, s in paper.SNPFI_ROWS) == sorted(
+        (arch, SNPFI_SYSTEMS[arch], parse_sparsity(rows[0]["sparsity"])) for arch, rows in by_arch.items())
 
 
 def test_recipes_are_papers(paper_params):
@@ -67,6 +109,10 @@ def test_recipes_are_papers(paper_params):
     imagenet = {"epochs": 180, "batch_size": 256, "lr": 0.01, "momentum": 0.99, "weight_decay": 1e-4,
                 "warmup_epochs": 5, "label_smoothing": 0.1}
     for name, exp in paper_params["experiments"].items():
+        if exp["data"]["name"] == "mnist":  # SNPFI's AlexNet: SNPFI gives no recipe; ours, fine-tuned as CHIP's CIFAR rows
+            assert exp["finetune"] == {**cifar, "epochs": 30, "warmup_epochs": 1}, name
+            assert exp["data"]["image_size"] == 28 and exp["model"]["arch"] == "alexnet"
+            continue
         on_imagenet = exp["model"]["arch"] == "resnet50"
         assert exp["finetune"] == (imagenet if on_imagenet else cifar), name
         assert exp["data"]["name"] == ("imagenet" if on_imagenet else "cifar10"), name
@@ -85,13 +131,20 @@ def test_an_experiment_resolves_to_the_default_pipelines_params(paper_params):
     assert smoke["paths"]["data"] == "runs/smoke-data/imagenet"
     assert smoke["model"]["pretrained"] == "runs/smoke-data/resnet50-weights.pth"
     assert smoke["train"]["epochs"] == smoke["finetune"]["epochs"] == 1 and smoke["features"]["num_images"] == 8
-    assert smoke["latency"]["batch_sizes"] == [1, 2]
+    assert smoke["latency"]["batch_sizes"] == [1, 2] and smoke["data"]["image_size"] == 32
+    assert smoke["snpfi"]["calibration_images"] == 2 and paper_params["snpfi"]["calibration_images"] == 128
     assert paper_params["experiments"]["resnet50"]["finetune"]["epochs"] == 180  # the file's params untouched
 
 
 @pytest.mark.parametrize("edit,message", [
-    ({"rows": {"x": {"experiment": "resnet57", "sparsity": "[0.]"}}}, "rows.x.experiment: 'resnet57' is not allowed"),
-    ({"rows": {"x": {"experiment": "vgg16", "sparsity": "[0.3]*11"}}}, "rows.x.sparsity: vgg16 takes 12 rates"),
+    ({"rows": {"x": {"experiment": "resnet57", "criterion": "chip", "sparsity": "[0.]"}}},
+     "rows.x.experiment: 'resnet57' is not allowed"),
+    ({"rows": {"x": {"experiment": "vgg16", "criterion": "chip", "sparsity": "[0.3]*11"}}},
+     "rows.x.sparsity: vgg16 takes 12 rates"),
+    ({"rows": {"x": {"experiment": "vgg16", "sparsity": "[0.3]*12"}}}, "rows.x.criterion: missing"),
+    ({"criteria": ["chip"], "rows": {"x": {"experiment": "vgg16", "criterion": "hrank", "sparsity": "[0.3]*12"}}},
+     "rows.x.criterion: 'hrank' is not allowed; allowed: chip"),
+    ({"criteria": ["chip", "taylor"]}, "criteria: 'taylor' is not allowed"),
     ({"seeds": [0, 0]}, "seeds: must be a non-empty list of distinct integers"),
     ({"smoke": "yes"}, "smoke: must be true or false"),
 ])
@@ -107,7 +160,8 @@ def test_dvc_yaml_has_a_stage_per_experiment_and_per_row(tmp_path, paper_params)
     project = copy_paper_project(tmp_path / "p")
     names = set(dvc(project, "stage", "list", "--name-only", cwd=project / "paper").stdout.split())
     experiments, rows = paper_params["experiments"], paper_params["rows"]
-    expected = {f"{s}@{e}" for s in ("train_baseline", "extract_features", "score") for e in experiments}
+    expected = {f"{s}@{e}" for s in ("train_baseline", "extract_features") for e in experiments}
+    expected |= {f"score@{e}-{c}" for e in experiments for c in paper_params["criteria"]}
     expected |= {f"{s}@{r}" for s in ("prune", "finetune", "evaluate") for r in rows}
     expected |= {"check_params", "report", "mlflow_sync"}
     assert names == expected
@@ -140,24 +194,43 @@ def test_smoke_mode_reproduces_every_row(tmp_path, paper_params):
     assert "Running stage 'report'" in r.stdout and "restored from the tracked files" in r.stdout
     results = project / "paper" / "results"
     table = list(csv.DictReader(io.StringIO((results / "table.csv").read_text())))
-    assert len(table) == len(paper_params["rows"]) == 12
+    assert len(table) == len(paper_params["rows"]) == 27
     for row in table:
-        assert float(row["paper_pruned_top1"]) == paper_row(row["model"], row["sparsity"])[2]
+        spec = paper_params["rows"][row["setting"]]
+        assert row["criterion"] == spec["criterion"]
+        reported = next((t for a, s, t in PAPER_ROWS if a == row["model"] and parse_sparsity(s) == parse_sparsity(row["sparsity"])),
+                        None)
+        if reported is not None and row["criterion"] == "chip":  # CHIP's rows: its reported top-1 beside ours
+            assert float(row["paper_pruned_top1"]) == reported
+        else:
+            assert row["paper_pruned_top1"] == ""
         assert row["seeds"] == "0 1" and len(row["pruned_top1_per_seed"].split()) == 2
-        experiment = paper_params["rows"][row["setting"]]["experiment"]
-        record = json.loads((project / "paper" / paper_params["paths"]["runs"] / experiment / "metrics" / "evaluate"
-                             / f"{row['setting']}.json").read_text())
+        runs = project / "paper" / paper_params["paths"]["runs"] / spec["experiment"]
+        record = json.loads((runs / "metrics" / "evaluate" / f"{row['setting']}.json").read_text())
         assert float(row["speedup_cpu_b2"]) == pytest.approx(
             record["latency_cpu_b2_baseline_ms"] / record["latency_cpu_b2_pruned_ms"], rel=1e-6)
-        if row["model"] != "resnet50":  # CIFAR input and classes: the counts of the paper's setting
-            net = models.build_model(row["model"], models.pruned_widths(row["model"], parse_sparsity(row["sparsity"])))
+        if row["criterion"] == "snpfi":  # its own widths, for the MACs reduction of the row's rates
+            pruned = json.loads((runs / "metrics" / "prune" / f"{row['setting']}.json").read_text())
+            assert abs(pruned["reached_macs_reduction_pct"] - pruned["target_macs_reduction_pct"]) < 5, pruned
+            assert float(row["macs_reduction_pct"]) == pytest.approx(pruned["reached_macs_reduction_pct"], abs=1e-6)
+        elif row["model"] != "resnet50":  # the counts of the dataset's input: CIFAR-10's, or MNIST's for AlexNet
+            shape = (1, 28, 28) if row["model"] == "alexnet" else (3, 32, 32)
+            net = models.build_model(row["model"], models.pruned_widths(row["model"], parse_sparsity(row["sparsity"])),
+                                     shape[0])
             with torch.no_grad(), FlopCounterMode(display=False) as fc:
-                net.eval()(torch.zeros(1, 3, 32, 32))
+                net.eval()(torch.zeros(1, *shape))
             assert int(row["params"]) == sum(t.numel() for t in net.parameters()), row["setting"]
             assert int(row["macs"]) == fc.get_total_flops() // 2, row["setting"]
-            assert int(row["flops_paper"]) == oracles.flops_paper(net, (3, 32, 32)), row["setting"]
+            assert int(row["flops_paper"]) == oracles.flops_paper(net, shape), row["setting"]
             if row["model"] == "resnet56":
                 assert (int(row["params"]), int(row["flops_paper"])) == PAPER_RESNET56_COUNTS[row["sparsity"]]
+    # SNPFI's systems: the five criteria side by side, each against random and CHIP, paired by seed
+    comparison = (results / "comparison.md").read_text()
+    for name in ("AlexNet, setting alexnet-f60", "MobileNetV1, setting mobilenet_v1-f60", "ResNet-50, setting resnet50-f60"):
+        assert f"## {name}: " in comparison
+    assert "resnet56" not in comparison  # CHIP's rows have one criterion each: nothing to compare
+    differences = re.findall(r"^\| (\w+) − (\w+) \| [^|]+ \| [^|]+ \| 2 seeds \| [^|]+ \|$", comparison, re.MULTILINE)
+    assert len(differences) == 3 * (4 + 3), differences  # per system: 4 against random, 3 more against CHIP
     md = (results / "table.md").read_text()
     assert "smoke mode" in md and "mean ± sample standard deviation" in md and "94.50" in md
     assert "the paper reports the best run" in md and "Speed-up, CPU (batch 1 / 2)" in md

@@ -89,7 +89,14 @@ def test_evaluate_records_which_test_images_each_network_gets_right(project):
         correct = significance.decode(bits, rec["test_images"])
         assert rec["test_images"] == 360  # digits' stratified 20% hold-out
         assert 100 * correct.mean() == pytest.approx(rec["top1"], abs=1e-9)
-    assert "test_correct_per_seed" not in (project / "results" / "table.csv").read_text()
+        # before fine-tuning: the prune stage's bits, carried into the evaluate record
+        pruned = json.loads((project / f"results/metrics/prune/{net}.json").read_text())
+        before = significance.decode(pruned["test_correct_before_finetune"], pruned["test_images"])
+        assert rec["test_correct_before_finetune"] == pruned["test_correct_before_finetune"]
+        assert 100 * before.mean() == pytest.approx(pruned["top1_before_finetune"], abs=1e-9)
+    table = (project / "results" / "table.csv").read_text()
+    assert "test_correct_per_seed" not in table and "test_correct_before_finetune" not in table
+    assert "| Difference before fine-tuning |" in (project / "results" / "comparison.md").read_text()
 
 
 def test_record_run_gives_each_stage_its_time(project):

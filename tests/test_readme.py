@@ -21,10 +21,11 @@ def test_readme_table_is_the_pipelines_table():
 
 
 def test_readme_paper_table_is_computed_by_the_code():
-    from prunelab.paper import counts_table
+    from prunelab.paper import counts_table, snpfi_counts_table
 
     table = counts_table()
     assert table in (ROOT / "README.md").read_text()
+    assert snpfi_counts_table() in (ROOT / "README.md").read_text()
     assert "| ResNet-56 | `[0.]+[0.15]*2+[0.4]*27` | 0.49M (43.1%) |" in table
     assert "65.94M" in table and "34.79M" in table  # CHIP's published flops of its ResNet-56 rows
 
@@ -226,8 +227,10 @@ def fashion_blocks(folder: str = "fashion") -> dict[str, str]:
     return dict(re.findall(r"## [^,\n]+, setting (\w+):(.*?)(?=\n## |\Z)", text, re.S))
 
 
-def verdict(block: str, label: str) -> str:
-    return re.search(rf"\| {label} \| \S+ \| \S+, \S+ \| [^|]+ \| ([^|]+) \|", block).group(1).strip()
+def verdict(block: str, label: str, before: bool = False) -> str:
+    """The verdict of `label` in a setting's difference table after fine-tuning (or before)."""
+    table = block.split("| Difference before fine-tuning |")[1 if before else 0]
+    return re.search(rf"\| {label} \| \S+ \| \S+, \S+ \| [^|]+ \| ([^|]+) \|", table).group(1).strip()
 
 
 def test_readme_fashion_prose_follows_the_verdicts():
@@ -240,6 +243,12 @@ def test_readme_fashion_prose_follows_the_verdicts():
         ahead = re.search(r"stays ahead of random and CHIP at (\w+) after fine-tuning", text).group(1)
         assert verdict(blocks[ahead], "SNPFI − Random") == "SNPFI better"
         assert verdict(blocks[ahead], "SNPFI − CHIP") == "SNPFI better"
+    if "before fine-tuning, HRank is ahead of random and of CHIP at both settings" in text:
+        for b in blocks.values():
+            assert verdict(b, "HRank − Random", before=True) == verdict(b, "HRank − CHIP", before=True) == "HRank better"
+    if "the lead is gone after fine-tuning" in text:
+        assert not any(verdict(b, "HRank − Random") == "HRank better" or verdict(b, "HRank − CHIP") == "HRank better"
+                       for b in blocks.values())
     (n,) = readme_numbers(r"(\d+) intervals at 95% each")
     assert int(n) == sum(len(re.findall(r"^\| \w+ − \w+ \|", b, re.M)) for b in blocks.values())
     # before fine-tuning, r1, and SNPFI's two starting points
@@ -266,6 +275,10 @@ def test_readme_alexnet_figures_are_its_committed_files():
     text = " ".join((ROOT / "README.md").read_text().split())
     said = re.search(rf"At {setting}, AlexNet's CHIP − random is (\S+) points \(95% CI (\[[^]]+\])\): ([^.]+)\.", text)
     assert said and said.groups() == (row.group(1), row.group(2), row.group(3).strip())
+    before = re.search(r"\| CHIP − Random \| (\S+) \| (\[[^]]+\]) \| [^|]+ \| ([^|]+) \|",
+                       block.split("| Difference before fine-tuning |")[1])
+    said = re.search(r"there, AlexNet's CHIP − random is (\S+) points \(95% CI (\[[^]]+\])\): ([^.]+)\.", text)
+    assert said and said.groups() == (before.group(1), before.group(2), before.group(3).strip())
     (top1,) = readme_numbers(r"\*\*AlexNet baseline:\*\* ([\d.]+)% top-1 on the 10,000 test images")
     reached, target = readme_numbers(r"for the same MACs reduction \(([\d.]+)% reached, target ([\d.]+)%\)")
     before = readme_numbers(r"Before fine-tuning: CHIP ([\d.]+)%, HRank ([\d.]+)%, L1 ([\d.]+)%, random ([\d.]+)%, "

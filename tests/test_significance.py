@@ -73,15 +73,21 @@ def test_encode_decode_round_trip(bits):
     assert (significance.decode(text, len(bits)) == mask).all()
 
 
-def test_correct_per_image_is_the_networks_own_answers():
+def test_evaluate_is_the_networks_own_answers_and_engines_totals():
+    """One pass gives the per-image answers (against the model run by hand) and the top-1 and
+    loss that engine.evaluate, the training loop's evaluation, gives."""
+    from prunelab.engine import evaluate as engine_evaluate
+
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
     x, y = torch.randn(37, 1, 3, 4), torch.randint(0, 3, (37,))
     loader = [(x[i:i + 10], y[i:i + 10]) for i in range(0, 37, 10)]
-    got = significance.correct_per_image(model, loader, torch.device("cpu"))
+    metrics, got = significance.evaluate(model, loader, torch.device("cpu"))
     with torch.no_grad():
         expected = (model(x).argmax(1) == y).numpy()
     assert got.dtype == bool and got.shape == (37,) and (got == expected).all()
+    assert metrics == engine_evaluate(model, loader, torch.device("cpu"))
+    assert metrics["top1"] == pytest.approx(100 * expected.mean())
 
 
 def _record(criterion: str, correct: np.ndarray, seeds: str = "0", per_seed: str | None = None) -> dict:
@@ -91,7 +97,7 @@ def _record(criterion: str, correct: np.ndarray, seeds: str = "0", per_seed: str
             "baseline_top1": 92.0, "top1_before_finetune": 50.0, "top1": top1, "top1_std": 0.0, "top1_best": top1,
             "params": 100, "macs": 1000, "flops_paper": 2000, "baseline_params": 200, "baseline_macs": 2000,
             "baseline_flops_paper": 4000, "test_images": len(correct),
-            "test_correct_per_seed": significance.encode(correct)}
+            "test_correct_per_seed": significance.encode(correct), "test_correct_before_finetune": significance.encode(correct)}
 
 
 def test_comparison_states_each_difference_with_its_interval():
@@ -123,3 +129,22 @@ def test_comparison_pairs_by_seed_when_there_are_several():
     row = next(line for line in text.splitlines() if line.startswith("| CHIP − Random |"))
     d = significance.over_seeds([91.2, 90.7, 91.5], [90.1, 90.9, 90.6])
     assert f"[{d.low:+.2f}, {d.high:+.2f}]".replace("-", "−") in row and "3 seeds" in row
+
+
+def test_comparison_before_finetuning_pairs_the_pruned_networks_by_image():
+    """Before fine-tuning each criterion has one pruned network: its own per-image answers,
+    against the hand-written interval, also when the fine-tuned networks have several seeds."""
+    rng = np.random.default_rng(2)
+    chip, random = (rng.random(500) < p for p in (0.6, 0.3))
+    recs = [_record("chip", np.ones(500, bool), "0 1 2", "91.20 90.70 91.50"),
+            _record("random", np.ones(500, bool), "0 1 2", "90.10 90.90 90.60")]
+    for r, before in zip(recs, (chip, random)):
+        r["test_correct_before_finetune"] = significance.encode(before)
+        r["top1_before_finetune"] = 100.0 * before.mean()
+    text = report.comparison(report.frame(recs))
+    table = text.split("| Difference before fine-tuning |")[1]
+    row = next(line for line in table.splitlines() if line.startswith("| CHIP − Random |"))
+    mean, low, high = hand_interval(chip.astype(float) - random.astype(float), 100.0)
+    assert f"| {mean:+.2f} | [{low:+.2f}, {high:+.2f}] | 500 test images | CHIP better |".replace("-", "−") in row
+    after = text.split("| Difference after fine-tuning |")[1].split("| Difference before")[0]
+    assert "3 seeds" in after
