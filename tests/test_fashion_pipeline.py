@@ -131,7 +131,9 @@ def test_the_whole_pipeline_runs_on_synthetic_idx_files(smoke):
     criteria = yaml.safe_load((fashion / "params.yaml").read_text())["prune"]["criteria"]
     assert sum(line.startswith("| ResNet-20 |") for line in table.splitlines()) == 2 * len(criteria)
     comparison = (fashion / "results" / "comparison.md").read_text()
-    assert comparison.count("| CHIP − Random |") == 2 and "100 test images" in comparison
+    # two settings, each compared after fine-tuning and before it, over the 100 test images
+    assert comparison.count("| CHIP − Random |") == 4 and "100 test images" in comparison
+    assert comparison.count("| Difference before fine-tuning |") == 2
     for name in ("top1_vs_macs.png", "finetune_curves.csv", "summary.json"):
         assert (fashion / "results" / name).is_file()
 

@@ -96,7 +96,6 @@ def test_evaluate_records_which_test_images_each_network_gets_right(project):
         assert 100 * before.mean() == pytest.approx(pruned["top1_before_finetune"], abs=1e-9)
     table = (project / "results" / "table.csv").read_text()
     assert "test_correct_per_seed" not in table and "test_correct_before_finetune" not in table
-    assert "| Difference before fine-tuning |" in (project / "results" / "comparison.md").read_text()
 
 
 def test_record_run_gives_each_stage_its_time(project):
@@ -237,7 +236,10 @@ def test_experiment_opens_on_runs_and_runs_carry_data_and_checkpoints(project):
     assert ev.data.params["finetune.epochs"] == str(yaml.safe_load((project / "params.yaml").read_text())["finetune"]["epochs"])
     for stage in ("prune@chip-r1", "finetune@chip-r1"):
         run_id = runs[stage][0].info.run_id
-        (artifact,) = [a.path for a in client.list_artifacts(run_id)]
+        artifacts = [a.path for a in client.list_artifacts(run_id)]
+        # prune also logs its record (per-image results included); finetune only its checkpoint
+        assert sorted(artifacts) == sorted(["chip-r1.pt"] + (["chip-r1.json"] if stage.startswith("prune") else [])), artifacts
+        artifact = next(a for a in artifacts if a.endswith(".pt"))
         local = client.download_artifacts(run_id, artifact, str(project / "downloaded"))
         ckpt = torch.load(local, weights_only=True)  # data only: no pickled module
         assert set(ckpt) >= {"arch", "widths", "state_dict"} and ckpt["arch"] == "resnet20"
