@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from prunelab import models
+from prunelab import models, sweep
 from prunelab.criteria import CRITERIA
 from prunelab.data import DATASETS, FIXED_SIZES, NUM_CLASSES
 from prunelab.engine import AMP_MODES, DEVICES
@@ -118,7 +118,7 @@ MAX_FEATURE_IMAGES = 10_000
 MAX_CALIBRATION_IMAGES = 4096
 MAX_PERMUTATIONS = 1000  # snpfi.permutations: a forward per channel each; time grows linearly
 MAX_LATENCY_PASSES = 10_000  # latency.warmup and .repeats: 10,000 ResNet-50 passes at batch 256 is hours
-MAX_SEEDS = 100  # the paper pipeline's seeds: each is a full fine-tuning of every row
+MAX_SEEDS = 100  # `seeds`: each is a full fine-tuning of every network
 # data.image_size: fixed-size datasets take their one size (FIXED_SIZES; the loader checks it);
 # digits are 8x8 scans held in memory whole: bilinear upsampling past 8x adds nothing, and 64 px
 # is 1,797 x 64 x 64 B = 7 MB (the 1500 px of a typo would be 4 GB of uint8, 16 GB while resized
@@ -130,6 +130,7 @@ MAX_TRAIN_SUBSET = 60_000
 
 ENGINE = {"launcher": _launcher, "amp": _choice(*AMP_MODES), "channels_last": _channels_last, "compile": _bool,
           "sync_bn": _bool}
+
 
 def _batch_sizes(key, v):
     if not isinstance(v, list) or not v or len(v) > MAX_LATENCY_BATCHES or any(
@@ -146,8 +147,32 @@ _RECIPE = {
     "label_smoothing": _float(0, 1),
 }
 
+
+@dataclass(frozen=True)
+class Omittable:
+    """A key a params file may leave out (a pipeline that predates it keeps its layout, or has
+    no stage that reads it); checked against `schema` when present."""
+    schema: Any
+
+
+MAX_SWEEP_RATIOS = 50  # sweep.ratios: every ratio prunes and evaluates every criterion's networks
+
+
+def _ratios(key, v):
+    if not isinstance(v, list) or not 1 <= len(v) <= MAX_SWEEP_RATIOS or len(set(map(str, v))) != len(v):
+        raise ConfigError(f"{key}: must be a list of 1 to {MAX_SWEEP_RATIOS} distinct ratios in [0, 1), got {short(v)}")
+    for r in v:
+        _float(0, 1)(key, r)
+
+
+def _schemes(key, v):
+    if not isinstance(v, list) or not v or len(set(map(str, v))) != len(v) or not all(isinstance(s, str) for s in v):
+        raise ConfigError(f"{key}: must be a non-empty list of distinct names: inner, or prune.settings names")
+
+
 SCHEMA: dict[str, Any] = {
-    "seed": _int(0, MAX_SEED),
+    "seed": _int(0, MAX_SEED),                # the baseline, the feature images, the scores
+    "seeds": Omittable(lambda key, v: _seed_list(key, v)),  # fine-tuning runs per network; without it, `seed` once
     "device": _choice(*DEVICES),
     "engine": ENGINE,
     "paths": {k: _str for k in PATH_KEYS},
@@ -163,6 +188,8 @@ SCHEMA: dict[str, Any] = {
                 "repeats": _int(0, MAX_LATENCY_PASSES)},
     "prune": {"criteria": _criteria, "settings": _settings},
     "finetune": _RECIPE,
+    "sweep": Omittable({"schemes": _schemes, "ratios": _ratios, "bn_images": _int(1, MAX_TRAIN_SUBSET),
+                        "finetune_epochs": _int(0, MAX_EPOCHS)}),  # pipelines with a sweep stage
 }
 
 
@@ -180,8 +207,12 @@ def _validate(node: Any, schema: Any, key: str) -> None:
                 raise ConfigError(f"{key + '.' if key else ''}{_key(k)}: unknown key; allowed: {', '.join(schema)}")
         for k, sub in schema.items():
             if k not in node:
+                if isinstance(sub, Omittable):
+                    continue
                 raise ConfigError(f"{key + '.' if key else ''}{k}: missing")
             _validate(node[k], sub, f"{key}.{k}" if key else k)
+    elif isinstance(schema, Omittable):
+        _validate(node, schema.schema, key)
     else:
         schema(key, node)
 
@@ -220,6 +251,11 @@ def validate(params: dict) -> dict:
             models.group_rates(arch, parse_sparsity(spec))
         except ValueError as e:
             raise ConfigError(f"prune.settings.{name}: {e}") from None
+    for scheme in params.get("sweep", {}).get("schemes", []):
+        try:
+            sweep.scheme_rates(arch, scheme, 0.5, params["prune"]["settings"])
+        except ValueError as e:
+            raise ConfigError(f"sweep.schemes: {e}") from None
     return params
 
 
@@ -331,18 +367,29 @@ def networks(params: dict) -> list[Network]:
 
 
 def seeds(params: dict) -> list[int]:
-    """Fine-tuning seeds: the paper pipeline's `seeds`, else the one `seed`."""
+    """Fine-tuning seeds: `seeds`, else the one `seed`."""
     return list(params.get("seeds", [params["seed"]]))
+
+
+def _per_seed_file(params: dict, net: Network, seed: int, directory: str | Path, suffix: str) -> Path:
+    """<directory>/<name><suffix> for a pipeline without `seeds`; <directory>/<name>/seed<S><suffix>
+    when the params list seeds (one DVC output directory per network)."""
+    if "seeds" in params:
+        return Path(directory) / net.name / f"seed{seed}{suffix}"
+    return net.file(directory, suffix)
+
+
+def pruned_file(params: dict, net: Network, seed: int) -> Path:
+    """The pruned network that fine-tuning seed `seed` starts from. With `seeds`, one per seed:
+    a criterion that draws its channels from the seed (criteria.SEED_DRAWN) prunes a different
+    network for each; the others write the same network once per seed."""
+    return _per_seed_file(params, net, seed, params["paths"]["pruned"], ".pt")
 
 
 def finetuned_file(params: dict, net: Network, seed: int, directory: str | Path | None = None,
                    suffix: str = ".pt") -> Path:
-    """<finetuned>/<name>.pt for the default pipeline's one seed; <finetuned>/<name>/seed<S>.pt
-    when the params list several seeds (one DVC output directory per network)."""
-    directory = Path(params["paths"]["finetuned"] if directory is None else directory)
-    if "seeds" in params:
-        return directory / net.name / f"seed{seed}{suffix}"
-    return net.file(directory, suffix)
+    """Fine-tuning seed `seed`'s network (or, with `directory` and `suffix`, its curve)."""
+    return _per_seed_file(params, net, seed, params["paths"]["finetuned"] if directory is None else directory, suffix)
 
 
 # --- The paper pipeline (paper/params.yaml): experiments (one per model) and rows (one per
@@ -451,9 +498,10 @@ def experiment_params(paper: dict, name: str) -> dict:
             params["data"]["image_size"] = 32
         params["latency"] = {"batch_sizes": [1, 2], "warmup": 1, "repeats": 2}  # wiring, not a measurement
     if rows:
-        validate({k: params[k] for k in SCHEMA})
+        validate({k: params[k] for k in SCHEMA if k in params})
     else:
-        _validate({k: params[k] for k in SCHEMA if k != "prune"}, {k: v for k, v in SCHEMA.items() if k != "prune"}, "")
+        _validate({k: params[k] for k in SCHEMA if k not in ("prune", "seeds")},
+                  {k: v for k, v in SCHEMA.items() if k not in ("prune", "seeds")}, "")
     params.update(experiment=name, rows=rows, seeds=list(paper["seeds"]), smoke=paper["smoke"])
     return params
 

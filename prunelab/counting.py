@@ -63,3 +63,8 @@ def count_ops(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, 
 def count(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, int]:
     """{'params', 'macs', 'flops_paper'} of a model."""
     return {"params": count_params(model), **count_ops(model, input_shape)}
+
+
+def reduction(base: int, pruned: int) -> float:
+    """Percent removed, e.g. 43.09 for 853,018 -> 485,413 params."""
+    return 100.0 * (base - pruned) / base

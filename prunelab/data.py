@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import importlib.util
 import math
 import os
 import struct
@@ -139,27 +140,46 @@ def _stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return xf.mean(dim=(0, 2, 3)).float(), xf.std(dim=(0, 2, 3)).float()
 
 
+def _digits_file() -> Path:
+    """scikit-learn's digits.csv.gz, found without importing scikit-learn: its import (with
+    scipy's) takes about 3 s, and every stage of the default pipeline loads the digits."""
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz" if spec else None
+    if path is None or not path.is_file():
+        raise DatasetNotFound("scikit-learn's digits.csv.gz is missing: reinstall scikit-learn (`make install`)")
+    return path
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices, sorted: ceil(test_fraction * N) test images (scikit-learn's count),
+    each class's share of them proportional to its size (largest remainders get the rest),
+    each class's members drawn by a generator seeded with `seed`."""
+    classes, counts = np.unique(labels, return_counts=True)
+    n_test = math.ceil(test_fraction * len(labels))
+    exact = counts * n_test / len(labels)  # (classes,)
+    per_class = np.floor(exact).astype(int)
+    per_class[np.argsort(-(exact - per_class), kind="stable")[: n_test - per_class.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    test = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, per_class)])
+    return np.setdiff1d(np.arange(len(labels)), test), np.sort(test)
+
+
 def load_digits(test_fraction: float = 0.2, seed: int = 0, image_size: int = 8, shift: int = 1) -> Splits:
     """scikit-learn's 1,797 8x8 handwritten digits (shipped with the package, no download).
 
     A stratified, seeded train/test split; pixels 0..16 rescaled to uint8 0..255; optionally
     resized (bilinear) to image_size; training augmentation = random shifts of up to `shift` px.
     """
-    from sklearn.datasets import load_digits as sk_digits
-    from sklearn.model_selection import train_test_split
-
     if not 0 < test_fraction < 1:
         raise DatasetError(f"data.test_fraction must be in (0, 1), got {test_fraction}")
-    bunch = sk_digits()
-    x = torch.from_numpy(np.rint(bunch.images * (255 / 16)).astype(np.uint8))[:, None]  # (1797, 1, 8, 8)
+    table = np.loadtxt(_digits_file(), delimiter=",")  # (1797, 65): 64 pixels 0..16, then the digit
+    x = torch.from_numpy(np.rint(table[:, :64].reshape(-1, 1, 8, 8) * (255 / 16)).astype(np.uint8))  # (1797, 1, 8, 8)
     if image_size != 8:
         x = F.interpolate(x.float(), size=(image_size, image_size), mode="bilinear", align_corners=False)
         x = x.round().clamp(0, 255).to(torch.uint8)
-    y = torch.from_numpy(bunch.target.astype(np.int64))
-    idx_train, idx_test = train_test_split(
-        np.arange(len(y)), test_size=test_fraction, random_state=seed, stratify=bunch.target
-    )
-    idx_train, idx_test = torch.from_numpy(np.sort(idx_train)), torch.from_numpy(np.sort(idx_test))
+    labels = table[:, 64].astype(np.int64)  # (1797,)
+    y = torch.from_numpy(labels)
+    idx_train, idx_test = map(torch.from_numpy, stratified_split(labels, test_fraction, seed))
     mean, std = _stats(x[idx_train])
     return Splits(x[idx_train], y[idx_train], x[idx_test], y[idx_test], mean, std, 10,
                   {"shift": shift, "flip": False})

@@ -154,16 +154,17 @@ def restored_runs(params: dict, name: str, lock: dict[str, dict], dataset) -> li
     fine-tuning seed as the stage logs them, else one. dataset() gives the data set's
     (name, digest, source), called only for a stage that read the data (`data` in its params).
 
-    Metrics come from the stage's JSON outputs (strings become tags, as the stage logs them)
-    and per-epoch curves (CSV under paths.metrics); the evaluate run also gets the params of the
-    prune and finetune stages that made its network; prune and finetune attach their checkpoints.
+    Metrics come from the stage's JSON outputs (strings become tags) and per-epoch curves (CSV
+    under paths.metrics); the evaluate run also gets the params of the prune and finetune stages
+    that made its network; prune and finetune attach their checkpoints, prune and evaluate their
+    records, report and sweep their tables and plots.
     """
     stage, _, item = name.partition("@")
     read = {k: v for values in lock[name].get("params", {}).values() for k, v in values.items()}
-    if stage == "evaluate":
+    if stage == "evaluate":  # and the params of the stages that made its network (one params.yaml: no clash)
         for upstream in ("prune", "finetune"):
             entry = lock.get(f"{upstream}@{item}", {})
-            read.update({f"{upstream}.{k}": v for values in entry.get("params", {}).values() for k, v in values.items()})
+            read.update({k: v for values in entry.get("params", {}).values() for k, v in values.items() if k not in read})
     nets = {n.name: n for n in config.networks(params)} if "prune" in params else {}
     tags = {"stage": stage, **({"item": item} if item else {})}
     if item in nets:
@@ -196,7 +197,7 @@ def _restored(params: dict, stage: str, read: dict, tags: dict, files: list[Path
         elif f.suffix == ".csv" and curves is not None and curves in f.parents:  # (epoch, metrics) rows
             with f.open() as fh:
                 metrics += [(int(row.pop("epoch")), {k: float(v) for k, v in row.items()}) for row in csv.DictReader(fh)]
-        elif stage in ("prune", "finetune", "report"):  # checkpoints (data only) and tables, as the stage logs them
+        elif stage in ("prune", "finetune", "report", "sweep"):  # checkpoints (data only), tables and plots
             artifacts.append(f)
     return read, metrics, tags, artifacts
 

@@ -10,11 +10,13 @@ import io
 import json
 import os
 import re
+import statistics
 from pathlib import Path
 
 import pandas as pd
 
 from prunelab import significance
+from prunelab.counting import reduction
 from prunelab.checkpoint import atomic_write
 from prunelab.errors import PrunelabError
 
@@ -43,6 +45,8 @@ def normalize(record: dict) -> dict:
     out.update({k: float(record[k]) for k in FLOAT_FIELDS})
     out.update({k: int(round(float(record[k]))) for k in INT_FIELDS})
     out.update({k: float(v) for k, v in sorted(record.items()) if SPEEDUP.fullmatch(k)})
+    if "top1_before_finetune_per_seed" in record:  # several seeds: each seed's pruned network
+        out["top1_before_finetune_per_seed"] = str(record["top1_before_finetune_per_seed"])
     if "test_images" in record and any(k in record for k in PER_IMAGE_FIELDS):
         out.update({k: str(record[k]) for k in PER_IMAGE_FIELDS if k in record},
                    test_images=int(float(record["test_images"])))
@@ -69,11 +73,6 @@ def _speedup_cell(r, cols: list[str]) -> str:
     return " / ".join("–" if pd.isna(v) else f"{v:.2f}×" for v in values)
 
 
-def reduction(base: int, pruned: int) -> float:
-    """Percent removed, e.g. 43.09 for 853,018 -> 485,413 params."""
-    return 100.0 * (base - pruned) / base
-
-
 def frame(records: list[dict]) -> pd.DataFrame:
     """One row per pruned network, machine-readable columns, in the given order."""
     rows = []
@@ -86,7 +85,7 @@ def frame(records: list[dict]) -> pd.DataFrame:
             row.update({key: r[key], f"baseline_{key}": r[f"baseline_{key}"],
                         f"{key}_reduction_pct": reduction(r[f"baseline_{key}"], r[key])})
         row.update({k: v for k, v in r.items() if SPEEDUP.fullmatch(k)})
-        row.update({k: r[k] for k in (*PER_IMAGE_FIELDS, "test_images") if k in r})
+        row.update({k: r[k] for k in (*PER_IMAGE_FIELDS, "test_images", "top1_before_finetune_per_seed") if k in r})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -101,11 +100,21 @@ def _top1(r, pm: str = "±") -> str:
     return f"{r.pruned_top1:.2f}" if n == 1 else f"{r.pruned_top1:.2f} {pm} {r.pruned_top1_std:.2f} ({n} seeds)"
 
 
+def _before(r) -> str:
+    """Top-1 before fine-tuning: the mean, with the spread and count where the seeds pruned
+    different networks (random's draws)."""
+    if not _drawn_per_seed(r):
+        return f"{r.top1_before_finetune:.2f}"
+    per_seed = _before_per_seed(r)
+    return f"{statistics.fmean(per_seed):.2f} ± {statistics.stdev(per_seed):.2f} ({len(per_seed)} draws)"
+
+
 LATENCY_NOTE = ("Speed-up: the baseline's median inference latency over the pruned network's, measured by the "
                 "evaluate stage (eval mode, warm-up excluded, the two networks' passes interleaved); a "
                 "measurement, so it varies between runs.")
 SEEDS_NOTE = ("Where several seeds were run, pruned top-1 is their mean ± sample standard deviation "
-              "(each seed fine-tunes the same pruned network); the paper reports the best run and its best epoch.")
+              "(each seed fine-tunes the same pruned network, except random's: each seed draws its own "
+              "channels); the paper reports the best run and its best epoch.")
 
 
 def _display_rows(df: pd.DataFrame, pct: str, pm: str = "±", times: str = "×") -> list[list[str]]:
@@ -174,18 +183,44 @@ def _per_seed(row) -> list[float]:
     return [float(t) for t in row.pruned_top1_per_seed.split()]
 
 
+def _drawn_per_seed(row) -> bool:
+    """Whether the row's seeds pruned different networks (a seed-drawn criterion: random)."""
+    return len(set(str(getattr(row, "test_correct_before_finetune", "")).split())) > 1
+
+
+def _before_per_seed(row) -> list[float]:
+    """Top-1 before fine-tuning of each seed's pruned network (the one network's, once per seed)."""
+    per_seed = getattr(row, "top1_before_finetune_per_seed", None)
+    if isinstance(per_seed, str):
+        return [float(t) for t in per_seed.split()]
+    return [row.top1_before_finetune] * len(row.seeds.split())
+
+
 def difference(a, b, before: bool = False) -> significance.Difference | None:
-    """Top-1 of network a minus b (frame rows). After fine-tuning: paired by seed when both have
-    several (the same seeds), else by test image when both carry per-image correctness. Before
-    fine-tuning (the pruned networks, one each): by test image. None when there is nothing to pair."""
-    field = "test_correct_before_finetune" if before else "test_correct_per_seed"
-    if not before and len(a.seeds.split()) > 1 and a.seeds == b.seeds:
+    """Top-1 of network a minus b (frame rows), with its 95% interval, or None when there is
+    nothing to pair.
+
+    After fine-tuning: paired by seed when both have several (the same seeds), else by test
+    image when both carry per-image correctness. Before fine-tuning: paired by seed when either
+    side pruned a different network per seed (random's draws: the interval then holds the draw),
+    else by test image (each side is one network)."""
+    several = len(a.seeds.split()) > 1 and a.seeds == b.seeds
+    if before:
+        if several and (_drawn_per_seed(a) or _drawn_per_seed(b)):
+            return significance.over_seeds(_before_per_seed(a), _before_per_seed(b))
+        if all(isinstance(getattr(r, "test_correct_before_finetune", None), str) for r in (a, b)):
+            if _drawn_per_seed(a) or _drawn_per_seed(b):
+                return None  # draws on one side, and no seeds to pair them with
+            return significance.over_images(
+                *(significance.decode(r.test_correct_before_finetune.split()[0], r.test_images) for r in (a, b)))
+        return None
+    if several:
         return significance.over_seeds(_per_seed(a), _per_seed(b))
-    if all(isinstance(getattr(r, field, None), str) for r in (a, b)):
-        if not before and (len(a.seeds.split()) != 1 or len(b.seeds.split()) != 1):
+    if all(isinstance(getattr(r, "test_correct_per_seed", None), str) for r in (a, b)):
+        if len(a.seeds.split()) != 1 or len(b.seeds.split()) != 1:
             return None  # several seeds on one side only: nothing to pair them with
-        return significance.over_images(significance.decode(getattr(a, field), a.test_images),
-                                        significance.decode(getattr(b, field), b.test_images))
+        return significance.over_images(significance.decode(a.test_correct_per_seed, a.test_images),
+                                        significance.decode(b.test_correct_per_seed, b.test_images))
     return None
 
 
@@ -228,8 +263,10 @@ def comparison(df: pd.DataFrame) -> str:
              "Differences are in top-1 points, after fine-tuning and before it, with a 95% confidence interval. "
              "After fine-tuning they are paired by fine-tuning seed when there are several seeds (the interval "
              "then holds training noise), else by test image (it then holds only which test images were drawn, "
-             "not another fine-tuning run). Before fine-tuning each criterion has one pruned network, and the "
-             "pairing is by test image. "
+             "not another fine-tuning run). Before fine-tuning a criterion has one pruned network, and the "
+             "pairing is by test image, except where a side draws its channels per seed (random, with several "
+             "seeds): the pairing is then by seed, and the interval holds the draws. "
+             "Top-1 is the mean over seeds ± their sample standard deviation where there are several. "
              "An interval that contains 0 says the two are not distinguishable at this size. "
              "Top-1 after fine-tuning is the final epoch's; the best epoch's is shown apart because that "
              "epoch is chosen on the test set itself (as CHIP reports its numbers), which flatters it.", ""]
@@ -241,8 +278,8 @@ def comparison(df: pd.DataFrame) -> str:
                   "|---|---:|---:|---:|---:|---:|" + ("---:|" if best else "")]
         for r in rows.itertuples(index=False):
             counts = [f"{_millions(getattr(r, k))} ({getattr(r, f'{k}_reduction_pct'):.1f}%)" for k, _ in COUNTS]
-            lines.append(f"| {METHOD_NAMES.get(r.criterion, r.criterion)} | {r.top1_before_finetune:.2f} | "
-                         f"{r.pruned_top1:.2f} | " + " | ".join(counts) + " |"
+            lines.append(f"| {METHOD_NAMES.get(r.criterion, r.criterion)} | {_before(r)} | "
+                         f"{_top1(r)} | " + " | ".join(counts) + " |"
                          + (f" {r.best_epoch_top1:.2f} (epoch {r.best_epoch}) |" if best else ""))
         for before, when in ((False, "after fine-tuning"), (True, "before fine-tuning")):
             differences = _difference_rows(rows, before)

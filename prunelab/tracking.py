@@ -3,8 +3,9 @@
 Runs are tied to what produced them. A stage run records the md5 of every file it wrote
 (`outs_md5`); `mlflow_sync`, DVC's last stage, then matches each dvc.lock entry to its run by
 those files and tags the run with the entry's hash (`dvc_lock_hash`) and its dependencies'
-md5s. A stage that DVC skipped gets a run restored from the tracked files
-(`restored_from: dvc.lock`). So MLflow holds every result the workspace holds, and a table
+md5s. A stage that DVC skipped, or one that logs nothing itself (the stages that take seconds:
+MLflow's import alone takes 2 s), gets a run built from the tracked files (`restored_from:
+dvc.lock`). So MLflow holds every result the workspace holds, and a table
 built from MLflow uses exactly the runs of the workspace's dvc.lock.
 
 MLflow is imported lazily (it is slow to import) and with its telemetry switched off.

@@ -8,7 +8,7 @@ import json
 import statistics
 from pathlib import Path
 
-from prunelab import checkpoint, config, counting, pipeline, report, significance
+from prunelab import checkpoint, config, counting, pipeline, significance
 from prunelab.latency import compare_latency
 
 
@@ -37,10 +37,11 @@ def main() -> None:
               "top1_best": max(top1), "loss": statistics.fmean(m["loss"] for m in per_seed),
               "test_images": len(correct[0]), "test_correct_per_seed": " ".join(map(significance.encode, correct)),
               "test_correct_before_finetune": pruned["test_correct_before_finetune"],
+              **{k: pruned[k] for k in ("top1_before_finetune_per_seed",) if k in pruned},  # random's draws
               **counting.count(model, shape)}
     for key in ("params", "macs", "flops_paper"):
         record[f"baseline_{key}"] = baseline[key]
-        record[f"{key}_reduction_pct"] = report.reduction(baseline[key], record[key])
+        record[f"{key}_reduction_pct"] = counting.reduction(baseline[key], record[key])
     lat = params["latency"]
     if lat["repeats"]:
         baseline_model = checkpoint.build(checkpoint.load(paths["baseline"]))
@@ -51,18 +52,7 @@ def main() -> None:
                 base_ms, pruned_ms = times["baseline"][b]["median_ms"], times["pruned"][b]["median_ms"]
                 record.update({f"latency_{device}_b{b}_baseline_ms": base_ms, f"latency_{device}_b{b}_pruned_ms": pruned_ms,
                                f"speedup_{device}_b{b}": base_ms / pruned_ms})
-    # tags, less the per-image bits (past MLflow's tag length on large test sets): those travel in the JSON artifact
-    strings = {k: v for k, v in record.items() if isinstance(v, str) and k not in significance.PER_IMAGE_FIELDS}
-    # what made the network as well: its pruning and its fine-tuning
-    sections = {"data": params["data"], "seeds": seeds, "latency": lat, "prune": {"criterion": net.criterion,
-                "sparsity": net.sparsity, **({"snpfi": params["snpfi"]} if net.criterion == "snpfi" else {})},
-                "finetune": params["finetune"]}
-    with pipeline.stage_run(params, "evaluate", sections, net.name, strings, data=splits) as run:
-        run.log_metrics({k: v for k, v in record.items() if not isinstance(v, str)})
-        output = net.file(metrics_dir / "evaluate", ".json")
-        pipeline.write_json(output, record)
-        run.log_artifact(output)
-        run.record_outputs([output])
+    pipeline.write_json(net.file(metrics_dir / "evaluate", ".json"), record)
 
 
 if __name__ == "__main__":

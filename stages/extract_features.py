@@ -2,8 +2,6 @@
 group's ReLU hooked at once; stores per-layer, per-channel statistics (raw maps only when
 features.save_maps asks for them)."""
 
-import time
-
 from prunelab import checkpoint, config, criteria, models, pipeline
 from prunelab.engine import seed_everything
 from prunelab.features import channel_statistics
@@ -20,16 +18,11 @@ def main() -> None:
     layers = [g.name for g in models.channel_groups(ckpt["arch"])]
     # CHIP's protocol: training images with the training augmentation, the model in eval mode.
     images = pipeline.train_loader(splits, feat["batch_size"], params["seed"], params, dev)
-    sections = {"seed": params["seed"], "device": params["device"], "data": params["data"], "features": feat}
-    with pipeline.stage_run(params, "extract_features", sections, data=splits) as run:
-        start = time.perf_counter()
-        maps: dict | None = {} if feat["save_maps"] else None
-        per_layer = channel_statistics(model, images, layers, stats, feat["num_images"], dev, maps=maps)
-        meta = {"statistics": sorted(stats), "num_images": feat["num_images"], "seed": params["seed"],
-                "baseline": paths["baseline"], "baseline_md5": checkpoint.file_hash(paths["baseline"])}
-        run.log_metrics({"seconds": time.perf_counter() - start, "layers": len(layers)})
-        checkpoint.torch_save(paths["features"], {"layers": per_layer, "meta": meta, **({"maps": maps} if maps else {})})
-        run.record_outputs([paths["features"]])
+    maps: dict | None = {} if feat["save_maps"] else None
+    per_layer = channel_statistics(model, images, layers, stats, feat["num_images"], dev, maps=maps)
+    meta = {"statistics": sorted(stats), "num_images": feat["num_images"], "seed": params["seed"],
+            "baseline": paths["baseline"], "baseline_md5": checkpoint.file_hash(paths["baseline"])}
+    checkpoint.torch_save(paths["features"], {"layers": per_layer, "meta": meta, **({"maps": maps} if maps else {})})
 
 
 if __name__ == "__main__":

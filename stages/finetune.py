@@ -10,11 +10,11 @@ from prunelab.engine import fit, seed_everything
 def main() -> None:
     params, net = pipeline.network_stage(__doc__)
     paths, ft, dev = params["paths"], params["finetune"], pipeline.device(params)
-    pruned_path = net.file(paths["pruned"], ".pt")
-    ckpt = checkpoint.load(pruned_path)
     splits = pipeline.load_data(params)
     run_ids = []
     for seed in config.seeds(params):
+        pruned_path = config.pruned_file(params, net, seed)  # a seed-drawn criterion's own draw
+        ckpt = checkpoint.load(pruned_path)
         seed_everything(seed)
         model = checkpoint.build(ckpt)
         sections = {"seed": seed, "device": params["device"], "engine": params["engine"], "data": params["data"],
@@ -27,7 +27,8 @@ def main() -> None:
                        pipeline.test_loader(splits, params, dev), pipeline.recipe(ft), dev, on_epoch,
                        f"finetune@{net.name}", state, save_state, **pipeline.accel(params))
 
-        def write_outputs(final: dict, curve: list[dict], run, model=model, seed=seed, output=output) -> None:
+        def write_outputs(final: dict, curve: list[dict], run, model=model, seed=seed, output=output,
+                          ckpt=ckpt) -> None:
             checkpoint.save(output, model, ckpt["arch"], ckpt["widths"], ckpt["in_channels"], ckpt["num_classes"],
                             meta={**ckpt["meta"], "finetuned": True, "seed": seed})
             pipeline.write_curve(config.finetuned_file(params, net, seed, Path(paths["metrics"]) / "finetune", ".csv"),

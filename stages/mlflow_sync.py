@@ -1,10 +1,13 @@
 """mlflow_sync: MLflow holds a finished run for every stage whose outputs are in the workspace.
 
-DVC's last stage, run on every `dvc repro` (always_changed). For each dvc.lock entry whose
-outputs are here: the run that wrote exactly these files is tagged with the entry's hash and
-its dependencies' md5s; a stage that DVC skipped (its outputs were already here: a fresh clone,
-an unchanged stage) gets a run rebuilt from dvc.lock and the tracked files, tagged
-restored_from=dvc.lock. Runs left RUNNING by a killed stage are closed as KILLED.
+DVC's last stage, run on every `dvc repro` (always_changed). The training stages
+(train_baseline, finetune) log their runs live, epoch by epoch. The stages that take seconds
+(check_params, extract_features, score, prune, evaluate, report) do not open MLflow: its import
+and store start-up cost about 4 s a process, more than most of them take. For each dvc.lock entry
+whose outputs are here: the run that wrote exactly these files is tagged with the entry's hash
+and its dependencies' md5s; a stage with no such run (one of those stages, or a stage DVC
+skipped: a fresh clone, an unchanged stage) gets a run built from dvc.lock and the tracked
+files, tagged restored_from=dvc.lock. Runs left RUNNING by a killed stage are closed as KILLED.
 """
 
 from collections import Counter

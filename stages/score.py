@@ -1,7 +1,8 @@
 """score: one score per channel of every channel group, for one criterion (higher = keep).
 
 Feature criteria (chip, hrank) read the statistics extract_features streamed; model criteria
-(l1, random) read the baseline; snpfi plays its Shapley game on the baseline and calibration
+(l1, random) read the baseline (random also draws once per fine-tuning seed when params list
+`seeds`: each seed prunes its own draw); snpfi plays its Shapley game on the baseline and calibration
 images, and also stores each group's utilization curve. The scores file records where its
 numbers came from.
 """
@@ -19,40 +20,33 @@ def main() -> None:
     params, criterion = pipeline.experiment_stage(__doc__, criterion=True)
     paths = params["paths"]
     scores, extra = {}, {}
-    sections = {"criterion": criterion, "seed": params["seed"],
-                **({"snpfi": params["snpfi"], "data": params["data"]} if criterion in criteria.SHAPLEY_CRITERIA else {})}
-    item = f"{params['experiment']}-{criterion}" if "experiment" in params else criterion  # as DVC names the stage
-    with pipeline.stage_run(params, "score", sections, item, tags={"criterion": criterion}) as run:
-        if criterion in criteria.FEATURE_STATISTICS:
-            stats = checkpoint.torch_load(paths["features"], ("layers", "meta"), "features file")
-            for layer, per_stat in tqdm(stats["layers"].items(), desc=f"score {criterion}", unit="layer"):
-                scores[layer] = per_stat[criterion]  # (C,): the statistic's mean over the images
-            provenance = stats["meta"]  # images (seed, count) and baseline md5
+    if criterion in criteria.FEATURE_STATISTICS:
+        stats = checkpoint.torch_load(paths["features"], ("layers", "meta"), "features file")
+        for layer, per_stat in tqdm(stats["layers"].items(), desc=f"score {criterion}", unit="layer"):
+            scores[layer] = per_stat[criterion]  # (C,): the statistic's mean over the images
+        provenance = stats["meta"]  # images (seed, count) and baseline md5
+    else:
+        ckpt = checkpoint.load(paths["baseline"])
+        model, groups = checkpoint.build(ckpt), models.channel_groups(ckpt["arch"])
+        provenance = {"seed": params["seed"], "baseline": paths["baseline"],
+                      "baseline_md5": checkpoint.file_hash(paths["baseline"])}
+        if criterion in criteria.SHAPLEY_CRITERIA:
+            dev = pipeline.device(params)
+            seed_everything(params["seed"])
+            splits = pipeline.load_data(params)
+            images, labels = pipeline.calibration_batch(splits, params, dev)
+            games = snpfi.analyse(model, groups, images, labels, params["snpfi"]["permutations"], params["seed"], dev)
+            scores = {g: game["importance"] for g, game in games.items()}  # (C,) Shapley values
+            extra["utilization"] = {g: game["utilization"] for g, game in games.items()}  # (C+1,)
+            provenance.update(calibration_images=len(labels), permutations=params["snpfi"]["permutations"])
         else:
-            ckpt = checkpoint.load(paths["baseline"])
-            model, groups = checkpoint.build(ckpt), models.channel_groups(ckpt["arch"])
-            provenance = {"seed": params["seed"], "baseline": paths["baseline"],
-                          "baseline_md5": checkpoint.file_hash(paths["baseline"])}
-            if criterion in criteria.SHAPLEY_CRITERIA:
-                dev = pipeline.device(params)
-                seed_everything(params["seed"])
-                splits = pipeline.load_data(params)
-                run.log_dataset(*pipeline.dataset_input(params, splits))
-                images, labels = pipeline.calibration_batch(splits, params, dev)
-                games = snpfi.analyse(model, groups, images, labels, params["snpfi"]["permutations"], params["seed"], dev)
-                scores = {g: game["importance"] for g, game in games.items()}  # (C,) Shapley values
-                extra["utilization"] = {g: game["utilization"] for g, game in games.items()}  # (C+1,)
-                provenance.update(calibration_images=len(labels), permutations=params["snpfi"]["permutations"])
-            else:
-                score_fn = criteria.MODEL_CRITERIA[criterion]
-                for group in tqdm(groups, desc=f"score {criterion}", unit="layer"):
-                    scores.update(score_fn(model, [group], params["seed"]))
-        meta = {"criterion": criterion, **provenance}
-        run.set_tags({k: v for k, v in meta.items() if k in ("baseline_md5", "num_images")})
-        run.log_metrics({"layers": len(scores)})
-        output = Path(paths["scores"]) / f"{criterion}.pt"
-        checkpoint.torch_save(output, {"scores": scores, "meta": meta, **extra})
-        run.record_outputs([output])
+            score_fn = criteria.MODEL_CRITERIA[criterion]
+            for group in tqdm(groups, desc=f"score {criterion}", unit="layer"):
+                scores.update(score_fn(model, [group], params["seed"]))
+            if criterion in criteria.SEED_DRAWN and "seeds" in params:  # one draw per fine-tuning seed
+                extra["scores_per_seed"] = {seed: score_fn(model, groups, seed) for seed in config.seeds(params)}
+    checkpoint.torch_save(Path(paths["scores"]) / f"{criterion}.pt",
+                          {"scores": scores, "meta": {"criterion": criterion, **provenance}, **extra})
 
 
 if __name__ == "__main__":

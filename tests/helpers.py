@@ -33,6 +33,8 @@ def copy_project(dst: Path, **overrides) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["tracking"]["uri"] = f"sqlite:///{dst / 'mlflow.db'}"
     set_params(params, overrides)
+    if "sweep" in params and "sweep.schemes" not in overrides:  # prune.settings replaced: sweep the schemes left
+        params["sweep"]["schemes"] = [s for s in params["sweep"]["schemes"] if s == "inner" or s in params["prune"]["settings"]]
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dst)
     run([str(BIN / "dvc"), "init", "-q"], dst)

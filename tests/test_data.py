@@ -18,6 +18,30 @@ def test_digits_split_is_seeded_stratified_and_complete():
     assert not torch.equal(a.y_test, c.y_test)
 
 
+def test_digits_are_scikit_learns_and_the_split_is_stratified():
+    """The digits read from scikit-learn's file without importing it: the images and labels its
+    load_digits gives; the split: scikit-learn's test count, each class in proportion (within one
+    image), no image on both sides."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    from prunelab.data import stratified_split
+
+    bunch = sk_digits()
+    s = load_digits(seed=0)
+    images = torch.cat([s.x_train, s.x_test])[:, 0]  # (1797, 8, 8) uint8
+    labels = torch.cat([s.y_train, s.y_test])
+    reference = torch.from_numpy(np.rint(bunch.images * (255 / 16)).astype(np.uint8))
+    order = np.lexsort(np.c_[bunch.target, bunch.images.reshape(len(bunch.target), -1)].T)
+    mine = np.lexsort(np.c_[labels.numpy(), images.reshape(len(labels), -1).numpy()].T)
+    assert torch.equal(images[mine], reference[order]) and torch.equal(labels[mine], torch.from_numpy(bunch.target[order]))
+    for fraction, seed in ((0.2, 0), (0.2, 7), (0.5, 1), (0.05, 3)):
+        train, test = stratified_split(bunch.target, fraction, seed)
+        assert len(test) == int(np.ceil(fraction * 1797)) and len(train) + len(test) == 1797
+        assert not set(train) & set(test)
+        share = np.bincount(bunch.target[test], minlength=10) / np.bincount(bunch.target, minlength=10) * 1797
+        assert np.all(np.abs(share - len(test)) <= 1797 / 174)  # within one image of each class's share
+
+
 def test_digits_resize_param():
     s = load_dataset("digits", image_size=16)
     assert s.x_train.shape[1:] == (1, 16, 16)

@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 
+import numpy as np
 import pytest
 
 from helpers import BIN, ROOT, copy_project, dvc, edit_params, env, run
@@ -17,9 +18,15 @@ SMALL = {
     "prune.settings": {"r1": "[0.]+[0.15]*2+[0.4]*9", "r2": "[0.]+[0.4]*2+[0.5]*3+[0.6]*3+[0.7]*3"},
     "prune.criteria": ["chip"],
     "latency.repeats": 0,  # timings differ between runs; test_latency_is_measured_and_tabulated turns them on
+    "seeds": [0, 1],  # two fine-tuning runs per network
+    "sweep.schemes": ["inner", "r2"],
+    "sweep.ratios": [0.5, 0.9],
+    "sweep.bn_images": 64,
 }
 ALL_STAGES = {"check_params", "train_baseline", "extract_features", "score@chip",
-              *(f"{s}@chip-{r}" for s in ("prune", "finetune", "evaluate") for r in ("r1", "r2")), "report", "mlflow_sync"}
+              *(f"{s}@chip-{r}" for s in ("prune", "finetune", "evaluate") for r in ("r1", "r2")), "sweep", "report",
+              "mlflow_sync"}
+LIVE = ("train_baseline", "finetune")  # the training stages log their own runs; mlflow_sync builds the others
 
 
 def ran(output: str) -> set[str]:
@@ -85,22 +92,24 @@ def test_evaluate_records_which_test_images_each_network_gets_right(project):
 
     for net in ("chip-r1", "chip-r2"):
         rec = json.loads((project / f"results/metrics/evaluate/{net}.json").read_text())
-        (bits,) = rec["test_correct_per_seed"].split()  # one seed
-        correct = significance.decode(bits, rec["test_images"])
         assert rec["test_images"] == 360  # digits' stratified 20% hold-out
-        assert 100 * correct.mean() == pytest.approx(rec["top1"], abs=1e-9)
-        # before fine-tuning: the prune stage's bits, carried into the evaluate record
+        per_seed = rec["test_correct_per_seed"].split()
+        assert rec["seeds"] == "0 1" and len(per_seed) == 2
+        for bits, top1 in zip(per_seed, rec["top1_per_seed"].split()):
+            assert 100 * significance.decode(bits, 360).mean() == pytest.approx(float(top1), abs=0.005)
+        assert 100 * np.mean([significance.decode(b, 360).mean() for b in per_seed]) == pytest.approx(rec["top1"])
+        # before fine-tuning: the prune stage's bits (chip: one network, once per seed), carried on
         pruned = json.loads((project / f"results/metrics/prune/{net}.json").read_text())
-        before = significance.decode(pruned["test_correct_before_finetune"], pruned["test_images"])
-        assert rec["test_correct_before_finetune"] == pruned["test_correct_before_finetune"]
-        assert 100 * before.mean() == pytest.approx(pruned["top1_before_finetune"], abs=1e-9)
+        a, b = pruned["test_correct_before_finetune"].split()
+        assert a == b and rec["test_correct_before_finetune"] == pruned["test_correct_before_finetune"]
+        assert 100 * significance.decode(a, 360).mean() == pytest.approx(pruned["top1_before_finetune"], abs=1e-9)
     table = (project / "results" / "table.csv").read_text()
     assert "test_correct_per_seed" not in table and "test_correct_before_finetune" not in table
 
 
 def test_record_run_gives_each_stage_its_time(project):
-    """tools/record_run.py: date, machine and per-stage times from the MLflow runs of dvc.lock;
-    the stages' times add up to the span."""
+    """tools/record_run.py: date, machine and per-stage times from when each stage wrote its
+    outputs; the stages' times add up to the span, and each is at least what its MLflow run took."""
     r = run([str(BIN / "python"), str(ROOT / "tools" / "record_run.py"), str(project)], project)
     record_file = project / "results" / "run.json"
     try:
@@ -111,6 +120,8 @@ def test_record_run_gives_each_stage_its_time(project):
     assert set(record["stages_s"]) == ALL_STAGES - {"check_params", "mlflow_sync"}
     assert sum(record["stages_s"].values()) == pytest.approx(record["span_s"], abs=0.1 * len(record["stages_s"]))
     assert record["stages_s"]["train_baseline"] > 0 and re.fullmatch(r"\d{4}-\d\d-\d\d", record["date"])
+    tb = next(r for r in _runs_by_stage(project)["train_baseline"] if "restored_from" not in r.data.tags)
+    assert record["stages_s"]["train_baseline"] >= (tb.info.end_time - tb.info.start_time) / 1000 - 0.5
     assert "CPUs" in record["machine"]
 
 
@@ -215,8 +226,8 @@ def test_every_stage_s_run_is_linked_to_its_dvc_lock_entry(project):
         assert all(r.info.status == "FINISHED" for r in linked)
         for dep in entry["deps"]:
             assert linked[0].data.tags[f"dvc.deps.{dep['path']}"] == dep["md5"], (name, dep["path"])
-        if name != "check_params":  # the check logs nothing itself: its run is restored
-            assert "restored_from" not in linked[0].data.tags, name
+        # the training stages' runs are their own; the others' are built by mlflow_sync
+        assert ("restored_from" in linked[0].data.tags) == (name.partition("@")[0] not in LIVE), name
 
 
 def test_experiment_opens_on_runs_and_runs_carry_data_and_checkpoints(project):
@@ -230,15 +241,17 @@ def test_experiment_opens_on_runs_and_runs_carry_data_and_checkpoints(project):
     (dataset,) = [d.dataset for d in ev.inputs.dataset_inputs]
     assert dataset.name == "digits-8px" and len(dataset.digest) > 8
     # the evaluate run records what made its network: pruning and fine-tuning params
-    assert ev.data.params["prune.sparsity"] == SMALL["prune.settings"]["r1"]
+    assert ev.data.params["prune.settings.r1"] == SMALL["prune.settings"]["r1"] and ev.data.params["seeds"] == "[0, 1]"
     import yaml
 
     assert ev.data.params["finetune.epochs"] == str(yaml.safe_load((project / "params.yaml").read_text())["finetune"]["epochs"])
     for stage in ("prune@chip-r1", "finetune@chip-r1"):
-        run_id = runs[stage][0].info.run_id
+        run = next(r for r in runs[stage] if r.data.tags.get("seed", "0") == "0")
+        run_id = run.info.run_id
         artifacts = [a.path for a in client.list_artifacts(run_id)]
-        # prune also logs its record (per-image results included); finetune only its checkpoint
-        assert sorted(artifacts) == sorted(["chip-r1.pt"] + (["chip-r1.json"] if stage.startswith("prune") else [])), artifacts
+        # prune: a network per seed and its record (per-image results included); finetune: a run per seed, its checkpoint
+        assert sorted(artifacts) == (["chip-r1.json", "seed0.pt", "seed1.pt"] if stage.startswith("prune")
+                                     else ["seed0.pt"]), artifacts
         artifact = next(a for a in artifacts if a.endswith(".pt"))
         local = client.download_artifacts(run_id, artifact, str(project / "downloaded"))
         ckpt = torch.load(local, weights_only=True)  # data only: no pickled module
@@ -284,16 +297,19 @@ def test_a_fresh_store_gets_every_skipped_stage_restored(project):
     for name, entry in lock.items():
         if name == "mlflow_sync":
             continue
-        (restored,) = [x for x in runs[name] if x.data.tags.get("restored_from") == "dvc.lock"]
-        assert restored.data.tags["dvc_lock_hash"] == _lock_hash(entry)
-        assert restored.info.status == "FINISHED" and restored.data.tags["git_commit"]
-        assert {k: str(v) for k, v in _flat(next(iter(entry.get("params", {}).values()), {})).items()} \
-            .items() <= restored.data.params.items()
+        restored_runs = [x for x in runs[name] if x.data.tags.get("restored_from") == "dvc.lock"]
+        assert len(restored_runs) == (2 if name.startswith("finetune@") else 1), name  # finetune: a run per seed
+        for restored in restored_runs:
+            assert restored.data.tags["dvc_lock_hash"] == _lock_hash(entry)
+            assert restored.info.status == "FINISHED" and restored.data.tags["git_commit"]
+            assert {k: str(v) for k, v in _flat(next(iter(entry.get("params", {}).values()), {})).items()} \
+                .items() <= restored.data.params.items()
     ev = json.loads((project / "results/metrics/evaluate/chip-r1.json").read_text())
     restored_ev = runs["evaluate@chip-r1"][0]
     assert restored_ev.data.metrics["top1"] == ev["top1"] and restored_ev.data.tags["sparsity"] == ev["sparsity"]
-    curve = (project / "results/metrics/finetune/chip-r1.csv").read_text().splitlines()[1:]
-    history = _client(project, "fresh.db").get_metric_history(runs["finetune@chip-r1"][0].info.run_id, "top1")
+    curve = (project / "results/metrics/finetune/chip-r1/seed1.csv").read_text().splitlines()[1:]
+    seed1 = next(r for r in runs["finetune@chip-r1"] if r.data.tags["seed"] == "1")
+    history = _client(project, "fresh.db").get_metric_history(seed1.info.run_id, "top1")
     assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == \
         [(int(line.split(",")[0]), float(line.split(",")[2])) for line in curve]
     results = project / "results"
@@ -315,3 +331,33 @@ def test_table_from_mlflow_creates_no_store(tmp_path):
     r = run([str(BIN / "python"), "-m", "prunelab.cli", "table", "--from-mlflow"], tmp_path, check=False)
     assert r.returncode == 2 and "tracking.uri" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_sweep_measures_each_criterion_at_each_ratio_and_scheme(project):
+    """One row per (scheme, ratio, criterion, draw), its MACs those of the scheme's widths by
+    PyTorch's own counter; nothing fine-tuned (sweep.finetune_epochs: 0); the plot is written."""
+    import csv
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from prunelab import models, sweep
+
+    with open(project / "results" / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["scheme"], float(r["ratio"]), r["criterion"]) for r in rows] == \
+        [(s, x, "chip") for s in SMALL["sweep.schemes"] for x in SMALL["sweep.ratios"]]
+    base = models.build_model("resnet20", None, 1, 10).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        base(torch.zeros(1, 1, 8, 8))
+    full = fc.get_total_flops() // 2
+    for r in rows:
+        rates = sweep.scheme_rates("resnet20", r["scheme"], float(r["ratio"]), SMALL["prune.settings"])
+        model = models.build_model("resnet20", models.pruned_widths("resnet20", rates), 1, 10).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            model(torch.zeros(1, 1, 8, 8))
+        assert int(r["macs"]) == fc.get_total_flops() // 2, r
+        assert float(r["macs_reduction_pct"]) == pytest.approx(100 * (1 - int(r["macs"]) / full))
+        assert 0 <= float(r["top1_pruned"]) <= 100 and 0 <= float(r["top1_bn_reestimated"]) <= 100
+        assert r["top1_finetuned"] == ""
+    assert (project / "results" / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -40,15 +40,21 @@ def test_readme_count_examples_print_what_the_readme_says(capsys):
 
 
 def test_readme_states_chip_against_random_before_finetuning_at_r2_from_the_results():
-    """Issue: at a high sparsity, top-1 before fine-tuning of CHIP against random, stated honestly."""
-    readme = (ROOT / "README.md").read_text()
-    m = re.search(r"At r2, before fine-tuning, CHIP keeps ([\d.]+)% top-1 and random ([\d.]+)%: (CHIP beats random|"
-                  r"CHIP does not beat random)", readme)
-    assert m, "README lacks the CHIP-vs-random statement"
-    top1 = {c: json.loads((ROOT / "results" / "metrics" / "prune" / f"{c}-r2.json").read_text())["top1_before_finetune"]
-            for c in ("chip", "random")}
-    assert (float(m.group(1)), float(m.group(2))) == (round(top1["chip"], 2), round(top1["random"], 2))
-    assert m.group(3) == ("CHIP beats random" if top1["chip"] > top1["random"] else "CHIP does not beat random")
+    """At a high sparsity, top-1 before fine-tuning of CHIP against random, with its interval."""
+    chip, random, gap, ci, verdict = readme_numbers(
+        r"At r2, before fine-tuning, CHIP keeps ([\d.]+)% top-1 and random ([\d.]+)% \(mean of 3 draws\); CHIP − "
+        r"random is (\S+) points \(95% CI (\[[^]]+\])\): ([^.]+)\.")
+    check([("chip-r2 top-1 before fine-tuning", chip, metric("prune", "chip-r2", "top1_before_finetune"), 2),
+           ("random-r2 top-1 before fine-tuning", random, metric("prune", "random-r2", "top1_before_finetune"), 2)])
+    assert (gap, ci, verdict) == comparison_row("r2", "CHIP − Random", before=True)
+
+
+def comparison_row(setting: str, label: str, before: bool = False) -> tuple[str, str, str]:
+    """(points, interval, verdict) of a difference row of results/comparison.md."""
+    block = (ROOT / "results" / "comparison.md").read_text().split(f"setting {setting}:")[1].split("\n## ")[0]
+    table = block.split("| Difference before fine-tuning |")[1 if before else 0]
+    points, ci, verdict = re.search(rf"\| {label} \| (\S+) \| (\[[^]]+\]) \| [^|]+ \| ([^|]+) \|", table).groups()
+    return points, ci, verdict.strip()
 
 
 def test_tracked_tables_are_rebuilt_byte_for_byte_from_the_tracked_metric_files(tmp_path):
@@ -99,25 +105,81 @@ def test_readme_before_finetuning_figures_are_the_prune_metrics():
 
 
 def test_readme_chip_against_random_after_finetuning_is_the_evaluate_metrics():
-    from prunelab import config
-    from prunelab.data import load_dataset
-
-    gap, chip, random, n_test, images, ci, verdict = readme_numbers(
-        r"After fine-tuning, CHIP − random at r2 is ([+-][\d.]+) points \(([\d.]+) against ([\d.]+)\)\. On (\d+) "
-        r"test images that is\s+(\d+) images?; paired over them, its 95% CI is (\[[^]]+\]): ([^,.]+)")
-    block = (ROOT / "results" / "comparison.md").read_text().split("setting r2:")[1]
-    row = re.search(r"\| CHIP − Random \| \S+ \| (\[[^]]+\]) \| [^|]+ \| ([^|]+) \|", block)
-    assert (ci, verdict) == (row.group(1), row.group(2).strip())
+    gap, chip, random, ci, verdict = readme_numbers(
+        r"After fine-tuning, CHIP − random at r2 is (\S+) points \(([\d.]+) against ([\d.]+), means of 3 seeds\); "
+        r"paired by seed, its 95% CI is (\[[^]]+\]): ([^.]+)\.")
     top1 = {c: metric("evaluate", f"{c}-r2", "top1") for c in ("chip", "random")}
-    p = config.load_any(ROOT / "params.yaml")
-    assert p["data"]["name"] == "digits"
-    test_images = len(load_dataset("digits", ROOT / "data", False, p["seed"], p["data"]["image_size"],
-                                   p["data"]["test_fraction"]).y_test)
-    difference = top1["chip"] - top1["random"]
-    check([("chip-r2 top-1", chip, top1["chip"], 2), ("random-r2 top-1", random, top1["random"], 2),
-           ("digits test images", n_test, test_images, 0),
-           ("images between chip and random at r2", images, abs(difference) * test_images / 100, 0)])
-    assert gap == f"{difference:+.2f}", f"CHIP - random at r2: README says {gap}, results/metrics give {difference:+.2f}"
+    check([("chip-r2 top-1", chip, top1["chip"], 2), ("random-r2 top-1", random, top1["random"], 2)])
+    assert metric("evaluate", "chip-r2", "seeds") == "0 1 2"
+    assert (gap, ci, verdict) == comparison_row("r2", "CHIP − Random")
+
+
+def test_readme_default_differences_are_the_comparison_s():
+    """Every difference row of results/comparison.md is in the README, and the sentence that
+    counts the distinguishable ones names exactly those, with their verdicts."""
+    readme = (ROOT / "README.md").read_text()
+    comparison = (ROOT / "results" / "comparison.md").read_text()
+    rows = [line for line in comparison.splitlines() if re.match(r"\| \w+ − \w+ \|", line)]
+    assert len(rows) == 28 and not [r for r in rows if r not in readme]
+    k, n, listed = readme_numbers(r"After fine-tuning, (\d+) of the (\d+) differences excludes? 0:\*\* (.+?)\. With three")
+    separated = []
+    for setting in ("r1", "r2"):
+        block = comparison.split(f"setting {setting}:")[1].split("\n## ")[0].split("| Difference before")[0]
+        for label, points, ci, verdict in re.findall(r"^\| (\w+ − \w+) \| (\S+) \| (\[[^]]+\]) \| [^|]+ \| ([^|]+) \|$",
+                                                      block, re.M):
+            if verdict.strip() != "not distinguishable":
+                separated.append(f"{label} at {setting} ({verdict.strip()}: {points} points, 95% CI {ci})")
+    assert (int(k), int(n)) == (len(separated), 14) and listed == ("; ".join(separated) or "none")
+
+
+def test_readme_default_run_and_its_stage_times_are_the_run_record():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from record_run import breakdown
+
+    run = json.loads((ROOT / "results" / "run.json").read_text())
+    date, machine, minutes = readme_numbers(r"A full `dvc repro` \(every stage run, as on a fresh clone: `dvc repro "
+                                            r"--force`\) ran on (\S+) on (.+?): ([\d.]+) minutes from")
+    assert (date, machine, minutes) == (run["date"], run["machine"], f"{run['span_s'] / 60:.1f}")
+    assert breakdown(run) in (ROOT / "README.md").read_text()
+    (about,) = readme_numbers(r"On a 2-core CPU the pipeline takes about (\d+) minutes once the packages")
+    assert about == f"{run['span_s'] / 60:.0f}"
+
+
+def test_readme_sweep_figures_are_the_sweep_s():
+    import csv
+    import statistics
+
+    with open(ROOT / "results" / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+
+    def at(scheme: str, ratio: float, criterion: str) -> list[float]:
+        return [float(r["top1_bn_reestimated"]) for r in rows
+                if (r["scheme"], float(r["ratio"]), r["criterion"]) == (scheme, ratio, criterion)]
+
+    macs, chip, hrank, l1, random, low, high, snpfi = readme_numbers(
+        r"With the inner channels alone at ratio 0\.6 \(([\d.]+)% of the MACs removed\), after BatchNorm re-estimation: "
+        r"CHIP ([\d.]+)%, HRank ([\d.]+)%, L1 ([\d.]+)%, random ([\d.]+)% \(its three draws ([\d.]+)% to ([\d.]+)%\), "
+        r"SNPFI ([\d.]+)%\.")
+    draws = at("inner", 0.6, "random")
+    assert len(draws) == 3
+    chip_macs = next(float(r["macs_reduction_pct"]) for r in rows
+                     if (r["scheme"], float(r["ratio"]), r["criterion"]) == ("inner", 0.6, "chip"))
+    check([("inner 0.6 MACs removed", macs, chip_macs, 1), ("chip", chip, at("inner", 0.6, "chip")[0], 2),
+           ("hrank", hrank, at("inner", 0.6, "hrank")[0], 2), ("l1", l1, at("inner", 0.6, "l1")[0], 2),
+           ("random mean", random, statistics.fmean(draws), 2), ("random lowest", low, min(draws), 2),
+           ("random highest", high, max(draws), 2), ("snpfi", snpfi, at("inner", 0.6, "snpfi")[0], 2)])
+    best, snpfi = readme_numbers(r"the best rate-based criterion keeps ([\d.]+)% after BatchNorm re-estimation and "
+                                 r"SNPFI ([\d.]+)%")
+    check([("r2 best rate-based", best, max(statistics.fmean(at("r2", 0.7, c)) for c in ("chip", "hrank", "l1", "random")), 2),
+           ("r2 snpfi", snpfi, at("r2", 0.7, "snpfi")[0], 2)])
+    run = json.loads((ROOT / "results" / "run.json").read_text())
+    n, seconds, finetune = readme_numbers(r"\*\*Cost:\*\* (\d+) pruned networks, each evaluated twice, no training: "
+                                          r"(\d+) s of the run, where one fine-tuning stage \(3 seeds × 5 epochs\) takes (\d+) s")
+    check([("swept networks", n, len(rows), 0), ("sweep seconds", seconds, run["stages_s"]["sweep"], 0),
+           ("mean fine-tuning stage seconds", finetune,
+            statistics.fmean(v for k, v in run["stages_s"].items() if k.startswith("finetune@")), 0)])
 
 
 def test_readme_snpfi_widths_and_recovery_figures_are_the_prune_metrics():
@@ -146,7 +208,7 @@ def test_readme_snpfi_widths_and_recovery_figures_are_the_prune_metrics():
 
 
 def test_readme_worst_drop_from_the_baseline_is_the_evaluate_metrics():
-    (within,) = readme_numbers(r"Every criterion recovers to within ([\d.]+) points of the baseline")
+    (within,) = readme_numbers(r"Every criterion ends within ([\d.]+) points of the baseline")
     files = sorted((ROOT / "results" / "metrics" / "evaluate").glob("*.json"))
     drops = [json.loads(f.read_text()) for f in files]
     worst = max(r["baseline_top1"] - r["top1"] for r in drops)
@@ -292,3 +354,22 @@ def test_readme_alexnet_figures_are_its_committed_files():
           + [(f"AlexNet {c} before fine-tuning", n,
               fashion_metric("fashion-alexnet", "prune", f"{c}-{setting}", "top1_before_finetune"), 2)
              for c, n in zip(("chip", "hrank", "l1", "random", "snpfi"), before)])
+
+
+def test_readme_fashion_sweep_figures_are_its_sweep_s():
+    import csv
+
+    with open(ROOT / "fashion" / "results" / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    at = {r["criterion"]: r for r in rows if (r["scheme"], float(r["ratio"])) == ("inner", 0.5)}
+    macs, chip, hrank, l1, random, snpfi = readme_numbers(
+        r"with the inner channels alone at ratio 0\.5 \(([\d.]+)% of the MACs removed\), after BatchNorm re-estimation, "
+        r"CHIP keeps ([\d.]+)%, HRank ([\d.]+)%, L1 ([\d.]+)%, random ([\d.]+)% \(one draw\) and SNPFI ([\d.]+)%\.")
+    check([("fashion inner 0.5 MACs removed", macs, float(at["chip"]["macs_reduction_pct"]), 1)]
+          + [(f"fashion inner 0.5 {c}", said, float(at[c]["top1_bn_reestimated"]), 2)
+             for c, said in zip(("chip", "hrank", "l1", "random", "snpfi"), (chip, hrank, l1, random, snpfi))])
+    most, least = readme_numbers(r"no rate-based criterion keeps more than ([\d.]+)% at any ratio, even after the "
+                                 r"re-estimation, while SNPFI's refit keeps at least ([\d.]+)%")
+    r2 = [r for r in rows if r["scheme"] == "r2"]
+    check([("fashion r2 best rate-based", most, max(float(r["top1_bn_reestimated"]) for r in r2 if r["criterion"] != "snpfi"), 2),
+           ("fashion r2 snpfi lowest", least, min(float(r["top1_bn_reestimated"]) for r in r2 if r["criterion"] == "snpfi"), 2)])

@@ -57,7 +57,7 @@ def test_a_resume_file_from_other_params_is_ignored(tmp_path):
 
 FINETUNE = {"model.arch": "resnet20", "train.epochs": 1, "finetune.epochs": EPOCHS, "features.num_images": 16,
             "features.batch_size": 8, "prune.criteria": ["chip"], "prune.settings": {"r1": "[0.]+[0.15]*2+[0.4]*9"},
-            "latency.repeats": 0}
+            "latency.repeats": 0, "seeds": None}  # one seed, no `seeds`: the layout of fashion/'s pipelines
 
 
 def test_finetune_killed_under_dvc_repro_resumes_there_to_identical_outputs(tmp_path):

@@ -148,3 +148,32 @@ def test_comparison_before_finetuning_pairs_the_pruned_networks_by_image():
     assert f"| {mean:+.2f} | [{low:+.2f}, {high:+.2f}] | 500 test images | CHIP better |".replace("-", "−") in row
     after = text.split("| Difference after fine-tuning |")[1].split("| Difference before")[0]
     assert "3 seeds" in after
+
+
+def test_before_finetuning_random_s_draws_are_paired_by_seed():
+    """With seeds, random prunes a network per seed (its own draw): before fine-tuning, a
+    difference with random is paired by seed, its interval holding the draws (hand-written t
+    interval over the seeds); two one-network criteria are still paired by image."""
+    rng = np.random.default_rng(3)
+    draws = [rng.random(400) < p for p in (0.30, 0.45, 0.20)]  # random's three pruned networks
+    chip, l1 = rng.random(400) < 0.6, rng.random(400) < 0.5  # one network each, the same for every seed
+    recs = []
+    for name, per_seed in (("chip", [chip] * 3), ("l1", [l1] * 3), ("random", draws)):
+        r = _record(name, np.ones(400, bool), "0 1 2", "91.20 90.70 91.50")
+        tops = [100.0 * bits.mean() for bits in per_seed]
+        r.update(test_correct_before_finetune=" ".join(significance.encode(b) for b in per_seed),
+                 top1_before_finetune=float(np.mean(tops)),
+                 top1_before_finetune_per_seed=" ".join(f"{t:.2f}" for t in tops))
+        recs.append(r)
+    text = report.comparison(report.frame(recs))
+    before = text.split("| Difference before fine-tuning |")[1]
+    row = next(line for line in before.splitlines() if line.startswith("| CHIP − Random |"))
+    tops = [float(f"{100.0 * b.mean():.2f}") for b in draws]
+    mean, low, high = hand_interval(100.0 * chip.mean() - np.array(tops), 1.0)
+    assert f"| {mean:+.2f} | [{low:+.2f}, {high:+.2f}] | 3 seeds |".replace("-", "−") in row, row
+    row = next(line for line in before.splitlines() if line.startswith("| L1 − CHIP |"))
+    mean, low, high = hand_interval(l1.astype(float) - chip.astype(float), 100.0)
+    assert f"| {mean:+.2f} | [{low:+.2f}, {high:+.2f}] | 400 test images |".replace("-", "−") in row, row
+    # the side-by-side table: random's top-1 before fine-tuning is the draws' mean ± their spread
+    cell = f"{np.mean(tops):.2f} ± {np.std(tops, ddof=1):.2f} (3 draws)"
+    assert next(line for line in text.splitlines() if line.startswith("| Random |")).split(" | ")[1] == cell

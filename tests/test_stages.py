@@ -4,6 +4,7 @@ written), and every criterion's path through score -> prune -> finetune -> evalu
 import csv
 import hashlib
 import json
+import statistics
 
 import oracles
 import pytest
@@ -11,8 +12,8 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from helpers import ROOT, copy_project, set_params, stage, stage_in_process
-from prunelab import checkpoint, config, models, pipeline
+from helpers import ROOT, copy_project, edit_params, set_params, stage, stage_in_process
+from prunelab import checkpoint, config, models, pipeline, significance
 from prunelab.errors import PrunelabError
 
 ROW1_R20 = "[0.]+[0.15]*2+[0.4]*9"
@@ -39,6 +40,13 @@ CASES = [
     ({"train.epoch": 3}, "train.epoch", "unknown key; allowed: epochs"),
     ({"device": "tpu"}, "device", "allowed: auto, cpu, cuda"),
     ({"model.arch": "vgg16", "prune.settings": {"r1": "[0.3]*12"}}, "model.arch", "at least 32x32 pixels"),
+    ({"seeds": [0, 1, 0]}, "seeds", "distinct integers"),
+    ({"sweep.schemes": ["inner", "r3"]}, "sweep.schemes", "neither 'inner' nor a prune.settings name (r1, r2)"),
+    ({"sweep.ratios": [0.5, 1.0]}, "sweep.ratios", "[0, 1)"),
+    ({"sweep.bn_images": 0}, "sweep.bn_images", "must be an integer"),
+    ({"sweep.finetune_epochs": -1}, "sweep.finetune_epochs", "must be an integer"),
+    ({"model.arch": "vgg16", "data.image_size": 32, "prune.settings": {"r2": "[0.3]*12"}}, "sweep.schemes",
+     "takes a CIFAR ResNet"),
 ]
 
 
@@ -117,7 +125,7 @@ CRITERIA = ["chip", "hrank", "l1", "random", "snpfi"]
 TINY = {"model.arch": "resnet20", "train.epochs": 1, "finetune.epochs": 1, "features.num_images": 16,
         "features.batch_size": 8, "features.save_maps": True, "snpfi.calibration_images": 16,
         "snpfi.permutations": 2, "latency.repeats": 0, "prune.criteria": CRITERIA,
-        "prune.settings": {"r1": ROW1_R20}}
+        "prune.settings": {"r1": ROW1_R20}, "seeds": [0, 1]}  # two fine-tuning seeds: random draws twice
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +154,8 @@ def build(path):
 @pytest.mark.parametrize("criterion", CRITERIA)
 def test_scores_are_the_criterion_s_definition_with_their_provenance(every_path, criterion):
     p = every_path
-    keys = ("scores", "meta", "utilization") if criterion == "snpfi" else ("scores", "meta")
+    keys = {"snpfi": ("scores", "meta", "utilization"), "random": ("scores", "meta", "scores_per_seed")}.get(
+        criterion, ("scores", "meta"))
     saved = load(p / "scores" / f"{criterion}.pt", keys)
     groups = models.channel_groups("resnet20")
     assert saved["meta"]["criterion"] == criterion
@@ -166,8 +175,11 @@ def test_scores_are_the_criterion_s_definition_with_their_provenance(every_path,
         elif criterion == "l1":
             convs = [modules[n] for n in g.producers if isinstance(modules[n], torch.nn.Conv2d)]
             assert torch.allclose(got, oracles.filter_l1(convs), rtol=1e-6), g.name
-        elif criterion == "random":
+        elif criterion == "random":  # the `seed` draw, and one per fine-tuning seed
             assert torch.equal(got, oracles.random_scores(g.name, width, 0)), g.name
+            for seed in (0, 1):
+                assert torch.equal(saved["scores_per_seed"][seed][g.name].double(),
+                                   oracles.random_scores(g.name, width, seed)), (g.name, seed)
         else:  # snpfi: one Shapley value per channel; utilization over coalition sizes 0..C, normalised
             u = saved["utilization"][g.name]
             assert got.shape == (width,) and u.shape == (width + 1,), g.name
@@ -187,53 +199,97 @@ def macs(model, shape=(1, 8, 8)) -> int:
 @pytest.mark.parametrize("criterion", CRITERIA)
 def test_pruned_network_keeps_the_top_scoring_channels_and_its_metrics_are_its_own(every_path, criterion):
     p = every_path
-    scores = load(p / "scores" / f"{criterion}.pt", ("scores", "meta"))["scores"]
-    ckpt = checkpoint.load(p / "models" / "pruned" / f"{criterion}-r1.pt")
+    keys = ("scores", "meta", "scores_per_seed") if criterion == "random" else ("scores", "meta")
+    saved = load(p / "scores" / f"{criterion}.pt", keys)
     metrics = json.loads((p / "results" / "metrics" / "prune" / f"{criterion}-r1.json").read_text())
-    for group, kept in ckpt["meta"]["keep"].items():
-        s = scores[group]
-        dropped = sorted(set(range(len(s))) - set(kept))
-        assert kept == sorted(kept) and kept, group
-        if dropped:  # no dropped channel outscores a kept one
-            assert s[kept].min() >= s[dropped].max(), group
-    pruned = build(p / "models" / "pruned" / f"{criterion}-r1.pt")
     images, labels = held_out(p)
-    assert metrics["params"] == sum(t.numel() for t in pruned.parameters())
-    assert metrics["macs"] == macs(pruned) and metrics["flops_paper"] == oracles.flops_paper(pruned, (1, 8, 8))
-    assert metrics["top1_before_finetune"] == pytest.approx(oracles.top1(pruned, images, labels), abs=1e-9)
+    per_seed = metrics["top1_before_finetune_per_seed"].split()
+    bits = metrics["test_correct_before_finetune"].split()
+    assert metrics["seeds"] == "0 1" and len(per_seed) == len(bits) == 2
+    for seed in (0, 1):  # one pruned network per fine-tuning seed
+        ckpt = checkpoint.load(p / "models" / "pruned" / f"{criterion}-r1" / f"seed{seed}.pt")
+        scores = saved["scores_per_seed"][seed] if criterion == "random" else saved["scores"]
+        for group, kept in ckpt["meta"]["keep"].items():
+            s = scores[group]
+            dropped = sorted(set(range(len(s))) - set(kept))
+            assert kept == sorted(kept) and kept, group
+            if dropped:  # no dropped channel outscores a kept one
+                assert s[kept].min() >= s[dropped].max(), group
+        pruned = build(p / "models" / "pruned" / f"{criterion}-r1" / f"seed{seed}.pt")
+        assert metrics["params"] == sum(t.numel() for t in pruned.parameters())
+        assert metrics["macs"] == macs(pruned) and metrics["flops_paper"] == oracles.flops_paper(pruned, (1, 8, 8))
+        top1 = oracles.top1(pruned, images, labels)
+        assert float(per_seed[seed]) == pytest.approx(top1, abs=0.005)
+        assert 100 * significance.decode(bits[seed], len(labels)).mean() == pytest.approx(top1, abs=1e-9)
+    assert metrics["top1_before_finetune"] == pytest.approx(statistics.fmean(map(float, per_seed)), abs=0.01)
+    keeps = [checkpoint.load(p / "models" / "pruned" / f"{criterion}-r1" / f"seed{s}.pt")["meta"]["keep"] for s in (0, 1)]
+    # random prunes each seed's own draw; every other criterion the same network for both seeds
+    assert (keeps[0] != keeps[1]) == (criterion == "random") and (bits[0] != bits[1]) <= (criterion == "random")
     baseline_macs = macs(build(p / "models" / "baseline.pt"))
     if criterion == "snpfi":  # its own widths, for the MACs reduction the rates give
-        rate_based = build(p / "models" / "pruned" / "chip-r1.pt")
+        rate_based = build(p / "models" / "pruned" / "chip-r1" / "seed0.pt")
         target = 100 * (1 - macs(rate_based) / baseline_macs)
         assert metrics["target_macs_reduction_pct"] == pytest.approx(target, abs=1e-9)
         assert metrics["reached_macs_reduction_pct"] == pytest.approx(100 * (1 - metrics["macs"] / baseline_macs))
         assert abs(metrics["reached_macs_reduction_pct"] - target) <= 1.0
         assert {"top1_before_recovery", "top1_after_refit"} <= set(metrics)
     else:  # the rates alone set the widths: every rate-based criterion's network has the same shape
-        assert ckpt["widths"] == checkpoint.load(p / "models" / "pruned" / "chip-r1.pt")["widths"]
+        assert checkpoint.load(p / "models" / "pruned" / f"{criterion}-r1" / "seed0.pt")["widths"] == \
+            checkpoint.load(p / "models" / "pruned" / "chip-r1" / "seed0.pt")["widths"]
 
 
 @pytest.mark.parametrize("criterion", CRITERIA)
 def test_finetuned_network_is_evaluated_against_the_baseline(every_path, criterion):
     p = every_path
-    pruned = checkpoint.load(p / "models" / "pruned" / f"{criterion}-r1.pt")
-    tuned = checkpoint.load(p / "models" / "finetuned" / f"{criterion}-r1.pt")
-    assert tuned["widths"] == pruned["widths"] and tuned["meta"]["finetuned"]
-    assert not all(torch.equal(tuned["state_dict"][k], v) for k, v in pruned["state_dict"].items())  # it trained
-    with open(p / "results" / "metrics" / "finetune" / f"{criterion}-r1.csv") as f:
-        assert len(list(csv.DictReader(f))) == 1  # finetune.epochs
     record = json.loads((p / "results" / "metrics" / "evaluate" / f"{criterion}-r1.json").read_text())
     baseline = json.loads((p / "results" / "metrics" / "train_baseline.json").read_text())
-    model = build(p / "models" / "finetuned" / f"{criterion}-r1.pt")
     images, labels = held_out(p)
-    assert record["top1"] == pytest.approx(oracles.top1(model, images, labels), abs=1e-9)
+    top1 = []
+    for seed in (0, 1):  # each seed fine-tunes its own pruned network
+        pruned = checkpoint.load(p / "models" / "pruned" / f"{criterion}-r1" / f"seed{seed}.pt")
+        tuned = checkpoint.load(p / "models" / "finetuned" / f"{criterion}-r1" / f"seed{seed}.pt")
+        assert tuned["widths"] == pruned["widths"] and tuned["meta"]["finetuned"] and tuned["meta"]["seed"] == seed
+        assert tuned["meta"]["keep"] == pruned["meta"]["keep"]
+        assert not all(torch.equal(tuned["state_dict"][k], v) for k, v in pruned["state_dict"].items())  # it trained
+        with open(p / "results" / "metrics" / "finetune" / f"{criterion}-r1" / f"seed{seed}.csv") as f:
+            assert len(list(csv.DictReader(f))) == 1  # finetune.epochs
+        model = build(p / "models" / "finetuned" / f"{criterion}-r1" / f"seed{seed}.pt")
+        top1.append(oracles.top1(model, images, labels))
+    assert record["seeds"] == "0 1" and record["top1_per_seed"] == " ".join(f"{t:.2f}" for t in top1)
+    assert record["top1"] == pytest.approx(statistics.fmean(top1), abs=1e-9)
+    assert record["top1_std"] == pytest.approx(statistics.stdev(top1), abs=1e-9)
     assert record["params"] == sum(t.numel() for t in model.parameters()) and record["macs"] == macs(model)
     assert record["baseline_top1"] == baseline["top1"] and record["baseline_params"] == baseline["params"]
     assert record["params_reduction_pct"] == pytest.approx(100 * (1 - record["params"] / baseline["params"]))
     prune_metrics = json.loads((p / "results" / "metrics" / "prune" / f"{criterion}-r1.json").read_text())
-    assert record["top1_before_finetune"] == prune_metrics["top1_before_finetune"]
+    for key in ("top1_before_finetune", "top1_before_finetune_per_seed", "test_correct_before_finetune"):
+        assert record[key] == prune_metrics[key], key
     assert (record["criterion"], record["setting"], record["sparsity"]) == (criterion, "r1", ROW1_R20)
     assert not any(k.startswith("latency_") for k in record)  # latency.repeats: 0
+
+
+def test_sweep_with_fine_tuning_measures_every_criterion_and_random_s_draws(every_path, tmp_path):
+    """sweep.finetune_epochs above 0: every swept network (each criterion, random once per seed)
+    is also fine-tuned; its row then has the fine-tuned top-1, and the plot a third row."""
+    import shutil
+
+    import matplotlib.image
+
+    project = tmp_path / "p"
+    shutil.copytree(every_path, project, ignore=shutil.ignore_patterns(".git", "mlflow.db"))
+    edit_params(project, **{"sweep.schemes": ["inner"], "sweep.ratios": [0.5], "sweep.bn_images": 32,
+                            "sweep.finetune_epochs": 1})
+    code, err = stage_in_process(project, "sweep")
+    assert code == 0, err[-3000:]
+    with open(project / "results" / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["criterion"], r["seed"]) for r in rows] == [("chip", "0"), ("hrank", "0"), ("l1", "0"), ("random", "0"),
+                                                           ("random", "1"), ("snpfi", "0")]
+    assert all(0 <= float(r["top1_finetuned"]) <= 100 for r in rows)
+    draws = [r for r in rows if r["criterion"] == "random"]
+    assert draws[0]["macs"] == draws[1]["macs"]  # the same widths, other channels
+    height, width, _ = matplotlib.image.imread(project / "results" / "sweep.png").shape
+    assert height > width  # three rows of panels (pruned, BatchNorm re-estimated, fine-tuned), one scheme
 
 
 def test_every_stage_refuses_a_criterion_outside_prune_criteria(every_path):

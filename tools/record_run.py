@@ -1,16 +1,16 @@
 """Write <project>/results/run.json: when, on what machine and in how long a pipeline's results
-were computed, from the MLflow runs that match its dvc.lock (runs rebuilt by mlflow_sync carry
-no timing and are left out). Run it on the machine that ran `dvc repro`, right after it:
+were computed, from the times its stages wrote their outputs. Run it on the machine that ran
+`dvc repro`, right after it:
 
     .venv/bin/python tools/record_run.py fashion
 
-span_s runs from the first stage run's start to the last one's end: every stage but
-check_params and mlflow_sync (they log no run of their own). `dvc repro` runs stages one after
-another, so stages_s gives each stage the time from the previous stage's last run's end to its
-own last run's end: its interpreter start-up, imports, work and logging (a stage opens its run
-only around its logging, so a run's own duration would miss most of that). After a partial
-re-run (say, only the report), the newest runs are timed from the older ones' end: record a
-full `dvc repro`.
+`dvc repro` runs stages one after another, and a stage's outputs are written (and cached by
+DVC) as it ends, so a stage's end is the newest modification time among its dvc.lock outputs,
+and stages_s gives each stage the time from the previous stage's end to its own: interpreter
+start-up, imports, work and DVC's caching. The clock starts when check_params (the first stage)
+ends; span_s runs from there to the last stage's end (mlflow_sync writes no output and is not
+timed). After a partial re-run, or a checkout (which rewrites files), the times mean nothing:
+record a full `dvc repro`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,32 @@ import torch
 
 from prunelab import config, tracking
 
-UNTIMED = ("check_params", "mlflow_sync")
+UNTIMED = ("mlflow_sync",)  # no outputs
+
+
+def end_time(name: str, entry: dict) -> float:
+    """The newest modification time (s) among a dvc.lock entry's outputs, folders expanded."""
+    times = []
+    for out in entry.get("outs", []):
+        path = Path(out["path"])
+        files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
+        times += [f.stat().st_mtime for f in files if f.is_file()]
+    if not times:
+        raise SystemExit(f"error: {name}: its outputs are missing; run `dvc repro` first")
+    return max(times)
+
+
+def breakdown(record: dict) -> str:
+    """Markdown: the stages of a run.json grouped by kind (the name before '@'), in the order
+    they ran: how many, their seconds in all, the mean per process."""
+    kinds: dict[str, list[float]] = {}
+    for name, seconds in record["stages_s"].items():
+        kinds.setdefault(name.partition("@")[0], []).append(seconds)
+    lines = ["| stage | processes | seconds | per process |", "|---|---:|---:|---:|"]
+    lines += [f"| `{kind}` | {len(times)} | {sum(times):.0f} | {sum(times) / len(times):.1f} |"
+              for kind, times in kinds.items()]
+    lines.append(f"| all | {len(record['stages_s'])} | {record['span_s']:.0f} | |")
+    return "\n".join(lines)
 
 
 def cpu_model() -> str:
@@ -44,27 +69,23 @@ def main() -> None:
     args = parser.parse_args()
     os.chdir(args.project)
     params = config.load_any("params.yaml")
-    t = params["tracking"]
-    stages = [s for s in tracking.lock_stages("dvc.lock") if s not in UNTIMED]
-    runs = {s: [r for r in matching if "restored_from" not in r.data.tags]
-            for s, matching in tracking.lock_runs(t["uri"], t["experiment"], stages).items()}
-    untimed = [s for s, r in runs.items() if not r]
-    if untimed:
-        raise SystemExit(f"error: {untimed[0]}: its MLflow runs were rebuilt from dvc.lock, with no timing; "
-                         "run `dvc repro --force` to time it")
-    starts = [r.info.start_time for rs in runs.values() for r in rs]
-    ends = sorted((max(r.info.end_time for r in rs), s) for s, rs in runs.items())  # in the order they ran
-    previous = [min(starts)] + [end for end, _ in ends[:-1]]
+    lock = tracking.lock_stages("dvc.lock")
+    ends = sorted((end_time(name, entry), name) for name, entry in lock.items() if name not in UNTIMED)
+    origin, first = ends[0]
+    if first != "check_params":
+        raise SystemExit(f"error: {first} ended before check_params: not one full `dvc repro`")
+    previous = [end for end, _ in ends[:-1]]
     record = {
-        "date": datetime.fromtimestamp(min(starts) / 1000, timezone.utc).strftime("%Y-%m-%d"),
+        "date": datetime.fromtimestamp(origin, timezone.utc).strftime("%Y-%m-%d"),
         "machine": f"{cpu_model()}, {os.cpu_count()} CPUs, " + (
             f"GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU"),
-        "span_s": round((ends[-1][0] - min(starts)) / 1000, 1),
-        "stages_s": {s: round((end - before) / 1000, 1) for (end, s), before in zip(ends, previous)},
+        "span_s": round(ends[-1][0] - origin, 1),
+        "stages_s": {s: round(end - before, 1) for (end, s), before in zip(ends[1:], previous)},
     }
     out = Path(params["paths"]["results"]) / "run.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {args.project}/{out}: {record['span_s'] / 60:.1f} min from {record['date']}")
+    print(breakdown(record))
 
 
 if __name__ == "__main__":

@@ -278,6 +278,20 @@ def allocate(arch: str, widths: dict, utilization: dict[str, torch.Tensor], targ
     return with_steps(best), taus[lo], reached
 
 
+def allocate_like(arch: str, widths: dict, utilization: dict[str, torch.Tensor], rates: list[float],
+                  input_shape: tuple[int, int, int], in_channels: int | None = None,
+                  num_classes: int = 10) -> tuple[dict[str, int], float, float, float]:
+    """allocate for the MACs reduction that pruning every group at its rate (CHIP's compact
+    `rates`) gives: SNPFI's own widths at the budget of a rate-based setting.
+    Returns (counts, tau, target reduction, reached reduction), reductions as fractions."""
+    def macs(w: dict) -> int:
+        return counting.count_ops(models.build_model(arch, w, in_channels, num_classes), input_shape)["macs"]
+
+    target = counting.reduction(macs(widths), macs(models.pruned_widths(arch, rates, widths))) / 100
+    counts, tau, reached = allocate(arch, widths, utilization, target, input_shape, in_channels, num_classes)
+    return counts, tau, target, reached
+
+
 def keep_indices(importance: dict[str, torch.Tensor], counts: dict[str, int]) -> dict[str, torch.Tensor]:
     """{group: kept channel indices, ascending}: the counts[group] channels of highest importance."""
     return {name: surgery.select_channels(importance[name], k) for name, k in counts.items()}
