@@ -168,9 +168,14 @@ class ResumeFile:
     then names the code files that differ). Removed once the stage's output is written.
     """
 
-    def __init__(self, output: str | Path, fingerprint: str, code: dict[str, str] | None = None):
+    def __init__(self, output: str | Path, fingerprint: str, code: dict[str, str] | None = None,
+                 folder: str | Path | None = None):
+        """folder: the DVC output folder that holds `output` (a network's per-seed checkpoints).
+        DVC deletes a stage's outputs, folders and all, before it runs the stage again, so the
+        state then lives beside the folder (`models/finetuned/.chip-r1.seed0.pt.resume`)."""
         output = Path(output)
-        self.path, self.fingerprint, self.code = output.parent / f".{output.name}.resume", fingerprint, code or {}
+        beside = output.parent / f".{output.name}" if folder is None else Path(folder).parent / f".{Path(folder).name}.{output.name}"
+        self.path, self.fingerprint, self.code = beside.with_name(beside.name + ".resume"), fingerprint, code or {}
         self.changed_code: list[str] = []
 
     def load(self) -> dict | None:

@@ -150,8 +150,8 @@ _RECIPE = {
 
 @dataclass(frozen=True)
 class Omittable:
-    """A key a params file may leave out (a pipeline that predates it keeps its layout, or has
-    no stage that reads it); checked against `schema` when present."""
+    """A key a params file may leave out (paper/'s experiments have no sweep stage); checked
+    against `schema` when present."""
     schema: Any
 
 
@@ -172,7 +172,7 @@ def _schemes(key, v):
 
 SCHEMA: dict[str, Any] = {
     "seed": _int(0, MAX_SEED),                # the baseline, the feature images, the scores
-    "seeds": Omittable(lambda key, v: _seed_list(key, v)),  # fine-tuning runs per network; without it, `seed` once
+    "seeds": lambda key, v: _seed_list(key, v),  # fine-tuning runs per network (same seed, same data order)
     "device": _choice(*DEVICES),
     "engine": ENGINE,
     "paths": {k: _str for k in PATH_KEYS},
@@ -471,7 +471,7 @@ def experiment_params(paper: dict, name: str) -> dict:
     out = runs / name
     rows = {r: spec for r, spec in paper["rows"].items() if spec["experiment"] == name}
     params = {
-        "seed": paper["seed"], "device": paper["device"], "engine": paper["engine"], "tracking": paper["tracking"],
+        "seed": paper["seed"], "seeds": list(paper["seeds"]), "device": paper["device"], "engine": paper["engine"], "tracking": paper["tracking"],
         "paths": {"data": paper["paths"]["data"][exp["data"]["name"]], "baseline": str(out / "baseline.pt"),
                   "features": str(out / "features.pt"), "scores": str(out / "scores"), "pruned": str(out / "pruned"),
                   "finetuned": str(out / "finetuned"), "metrics": str(out / "metrics"),
@@ -498,11 +498,11 @@ def experiment_params(paper: dict, name: str) -> dict:
             params["data"]["image_size"] = 32
         params["latency"] = {"batch_sizes": [1, 2], "warmup": 1, "repeats": 2}  # wiring, not a measurement
     if rows:
-        validate({k: params[k] for k in SCHEMA if k in params})
+        validate({k: params[k] for k in SCHEMA if k in params})  # all but sweep: no sweep stage in paper/
     else:
         _validate({k: params[k] for k in SCHEMA if k not in ("prune", "seeds")},
                   {k: v for k, v in SCHEMA.items() if k not in ("prune", "seeds")}, "")
-    params.update(experiment=name, rows=rows, seeds=list(paper["seeds"]), smoke=paper["smoke"])
+    params.update(experiment=name, rows=rows, smoke=paper["smoke"])
     return params
 
 

@@ -240,7 +240,9 @@ def train_resumably(params: dict, stage: str, item: str | None, sections: dict, 
     changed code dependency starts over; the latter says so in one line.
     """
     fingerprint = config.params_hash({"sections": sections, "inputs": [checkpoint.file_hash(p) for p in inputs]})
-    resume = checkpoint.ResumeFile(output, fingerprint, code_fingerprint(stage))
+    # with seeds, a network's fine-tuned checkpoints are one DVC output folder: keep the state outside it
+    folder = output.parent if stage == "finetune" and "seeds" in params else None
+    resume = checkpoint.ResumeFile(output, fingerprint, code_fingerprint(stage), folder)
     saved = resume.load()
     if resume.changed_code and distributed.is_main():
         print(f"{stage}: not resuming from {resume.path}: its code dependencies changed since it was saved "

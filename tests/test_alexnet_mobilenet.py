@@ -459,6 +459,7 @@ def params_for(arch: str, data: str, image_size: int) -> dict:
     p["model"]["arch"] = arch
     p["data"]["name"], p["data"]["image_size"] = data, image_size
     p["prune"]["settings"] = {"r1": RATES[arch]}
+    p["sweep"]["schemes"] = ["r1"]  # "inner" is a CIFAR ResNet's
     return p
 
 

@@ -92,11 +92,14 @@ def test_plots_render_offline(clone):
         assert f"<!-- {library}" in page
     # the fine-tuning curves of a setting share one plot: its data holds every network's points
     specs = [json.loads(m) for m in re.findall(r"var spec = (\{.*?\});\s*vegaEmbed\(", page, re.DOTALL)]
-    assert len(specs) == 3  # baseline curve, fine-tuning curves, top-1 vs MACs
-    curves = next(s for s in specs if s.get("facet"))
-    values = curves["data"]["values"]
-    assert {(v["setting"], v["criterion"]) for v in values} == {("r1", "chip"), ("r2", "chip")}
-    assert len(values) == 2 * SMALL["finetune.epochs"]
+    assert len(specs) == 4  # baseline curve, fine-tuning curves, top-1 vs MACs, the sweep
+    facets = {s["facet"]["column"]["field"]: s for s in specs if s.get("facet")}
+    values = facets["setting"]["data"]["values"]  # the fine-tuning curves: every network and seed
+    assert {(v["setting"], v["criterion"], v["seed"]) for v in values} == {
+        (s, "chip", str(seed)) for s in ("r1", "r2") for seed in SMALL["seeds"]}
+    assert len(values) == 2 * len(SMALL["seeds"]) * SMALL["finetune.epochs"]
+    sweep = facets["scheme"]["data"]["values"]  # a panel per scheme: every swept network
+    assert len(sweep) == len(SMALL["sweep.schemes"]) * len(SMALL["sweep.ratios"])
     assert "dvc_plots/" in (ROOT / ".gitignore").read_text().split()
 
 

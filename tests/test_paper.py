@@ -121,7 +121,7 @@ def test_recipes_are_papers(paper_params):
 
 def test_an_experiment_resolves_to_the_default_pipelines_params(paper_params):
     p = config.experiment_params(paper_params, "resnet110")
-    config.validate({k: p[k] for k in config.SCHEMA})
+    config.validate({k: p[k] for k in config.SCHEMA if k != "sweep"})  # paper/ has no sweep stage
     assert p["paths"]["baseline"] == "runs/resnet110/baseline.pt" and p["paths"]["data"] == "../data"
     assert list(p["prune"]["settings"]) == ["resnet110-r1", "resnet110-r2", "resnet110-r3"]
     nets = config.networks(p)
@@ -229,8 +229,12 @@ def test_smoke_mode_reproduces_every_row(tmp_path, paper_params):
     for name in ("AlexNet, setting alexnet-f60", "MobileNetV1, setting mobilenet_v1-f60", "ResNet-50, setting resnet50-f60"):
         assert f"## {name}: " in comparison
     assert "resnet56" not in comparison  # CHIP's rows have one criterion each: nothing to compare
-    differences = re.findall(r"^\| (\w+) − (\w+) \| [^|]+ \| [^|]+ \| 2 seeds \| [^|]+ \|$", comparison, re.MULTILINE)
+    after = "".join(part.split("| Difference before fine-tuning |")[0] for part in comparison.split("\n## "))
+    differences = re.findall(r"^\| (\w+) − (\w+) \| [^|]+ \| [^|]+ \| 2 seeds \| [^|]+ \|$", after, re.MULTILINE)
     assert len(differences) == 3 * (4 + 3), differences  # per system: 4 against random, 3 more against CHIP
+    # before fine-tuning, random's two draws are two pruned networks: its differences pair by seed
+    # where the draws answer differently, and every other pair by test image
+    assert comparison.count("| Difference before fine-tuning |") == 3
     md = (results / "table.md").read_text()
     assert "smoke mode" in md and "mean ± sample standard deviation" in md and "94.50" in md
     assert "the paper reports the best run" in md and "Speed-up, CPU (batch 1 / 2)" in md

@@ -57,7 +57,7 @@ def test_a_resume_file_from_other_params_is_ignored(tmp_path):
 
 FINETUNE = {"model.arch": "resnet20", "train.epochs": 1, "finetune.epochs": EPOCHS, "features.num_images": 16,
             "features.batch_size": 8, "prune.criteria": ["chip"], "prune.settings": {"r1": "[0.]+[0.15]*2+[0.4]*9"},
-            "latency.repeats": 0, "seeds": None}  # one seed, no `seeds`: the layout of fashion/'s pipelines
+            "latency.repeats": 0, "seeds": [0]}  # one fine-tuning seed
 
 
 def test_finetune_killed_under_dvc_repro_resumes_there_to_identical_outputs(tmp_path):
@@ -67,19 +67,20 @@ def test_finetune_killed_under_dvc_repro_resumes_there_to_identical_outputs(tmp_
     project = copy_project(tmp_path / "p", **FINETUNE)
     proc = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=project, env=env(project), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    resume = project / "models" / "finetuned" / ".chip-r1.pt.resume"  # written after finetune's first epoch
+    # written after finetune's first epoch, beside the network's output folder (DVC deletes that folder)
+    resume = project / "models" / "finetuned" / ".chip-r1.seed0.pt.resume"
     while not resume.is_file():
         assert proc.poll() is None, "dvc repro exited before finetune wrote its resume state"
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     epoch = checkpoint.torch_load(resume, ("train",))["train"]["epoch"]
-    assert 0 <= epoch < EPOCHS - 1 and not (project / "models" / "finetuned" / "chip-r1.pt").exists()
+    assert 0 <= epoch < EPOCHS - 1 and not (project / "models" / "finetuned" / "chip-r1" / "seed0.pt").exists()
 
     r = dvc(project, "repro")
     assert "Running stage 'finetune@chip-r1'" in r.stdout, r.stdout
     assert not resume.exists()
-    outputs = ("models/finetuned/chip-r1.pt", "results/metrics/finetune/chip-r1.csv")
+    outputs = ("models/finetuned/chip-r1/seed0.pt", "results/metrics/finetune/chip-r1/seed0.csv")
     resumed = {out: (project / out).read_bytes() for out in outputs}
 
     import mlflow
