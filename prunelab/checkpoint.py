@@ -174,8 +174,11 @@ class ResumeFile:
         DVC deletes a stage's outputs, folders and all, before it runs the stage again, so the
         state then lives beside the folder (`models/finetuned/.chip-r1.seed0.pt.resume`)."""
         output = Path(output)
-        beside = output.parent / f".{output.name}" if folder is None else Path(folder).parent / f".{Path(folder).name}.{output.name}"
-        self.path, self.fingerprint, self.code = beside.with_name(beside.name + ".resume"), fingerprint, code or {}
+        if folder is None:
+            self.path = output.parent / f".{output.name}.resume"
+        else:
+            self.path = Path(folder).parent / f".{Path(folder).name}.{output.name}.resume"
+        self.fingerprint, self.code = fingerprint, code or {}
         self.changed_code: list[str] = []
 
     def load(self) -> dict | None:
