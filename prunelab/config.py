@@ -19,11 +19,11 @@ import numpy as np
 import yaml
 
 from prunelab import models, sweep
-from prunelab.criteria import CRITERIA
+from prunelab.criteria import CRITERIA, SHAPLEY_CRITERIA
 from prunelab.data import DATASETS, FIXED_SIZES, NUM_CLASSES
 from prunelab.engine import AMP_MODES, DEVICES
 from prunelab.errors import PrunelabError, short
-from prunelab.sparsity import parse_sparsity
+from prunelab.sparsity import auto_target, is_auto, parse_sparsity
 
 
 class ConfigError(PrunelabError):
@@ -86,7 +86,10 @@ def _settings(key, v):
     for name, spec in v.items():
         if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"{key}: setting name {short(name)} must be letters, digits, '-' and '_'")
-        parse_sparsity(spec, f"{key}.{name}")
+        if is_auto(spec):
+            auto_target(spec, f"{key}.{name}", v)
+        else:
+            parse_sparsity(spec, f"{key}.{name}")
 
 
 def _launcher(key, v):
@@ -165,6 +168,16 @@ def _ratios(key, v):
         _float(0, 1)(key, r)
 
 
+MAX_SENSITIVITY_RATES = 20  # sensitivity.rates: every rate prunes and evaluates once per rate slot
+
+
+def _sensitivity_rates(key, v):
+    if not isinstance(v, list) or not 1 <= len(v) <= MAX_SENSITIVITY_RATES or sorted(set(map(str, v))) != sorted(map(str, v)):
+        raise ConfigError(f"{key}: must be a list of 1 to {MAX_SENSITIVITY_RATES} distinct rates in (0, 1), got {short(v)}")
+    for r in v:
+        _float(0, 1, lo_open=True)(key, r)
+
+
 def _schemes(key, v):
     if not isinstance(v, list) or not v or len(set(map(str, v))) != len(v) or not all(isinstance(s, str) for s in v):
         raise ConfigError(f"{key}: must be a non-empty list of distinct names: inner, or prune.settings names")
@@ -190,6 +203,9 @@ SCHEMA: dict[str, Any] = {
     "finetune": _RECIPE,
     "sweep": Omittable({"schemes": _schemes, "ratios": _ratios, "bn_images": _int(1, MAX_TRAIN_SUBSET),
                         "finetune_epochs": _int(0, MAX_EPOCHS)}),  # pipelines with a sweep stage
+    "sensitivity": Omittable({"criterion": _choice(*(c for c in CRITERIA if c not in SHAPLEY_CRITERIA)),
+                              "rates": _sensitivity_rates, "images": _int(1, MAX_TRAIN_SUBSET),
+                              "bn_images": _int(1, MAX_TRAIN_SUBSET)}),  # pipelines with a sensitivity stage
 }
 
 
@@ -246,17 +262,65 @@ def validate(params: dict) -> dict:
         models.check_input(arch, size, size)
     except ValueError as e:
         raise ConfigError(f"model.arch: {e} (data.name {data})") from None
-    for name, spec in params["prune"]["settings"].items():
+    settings = params["prune"]["settings"]
+    for name, spec in settings.items():
+        if is_auto(spec):
+            _auto_setting(params, name, spec, size)
+            continue
         try:
             models.group_rates(arch, parse_sparsity(spec))
         except ValueError as e:
             raise ConfigError(f"prune.settings.{name}: {e}") from None
+    if "sensitivity" in params and params["sensitivity"]["criterion"] not in params["prune"]["criteria"]:
+        raise ConfigError(f"sensitivity.criterion: {params['sensitivity']['criterion']!r} is not in prune.criteria "
+                          f"({', '.join(params['prune']['criteria'])}): its scores are not computed")
     for scheme in params.get("sweep", {}).get("schemes", []):
+        if is_auto(settings.get(scheme)):
+            raise ConfigError(f"sweep.schemes: {scheme!r} is an auto: setting; the sweep scales a setting's hand-set "
+                              "rates (inner, or a setting with rates)")
         try:
             sweep.scheme_rates(arch, scheme, 0.5, params["prune"]["settings"])
         except ValueError as e:
             raise ConfigError(f"sweep.schemes: {e}") from None
     return params
+
+
+def _auto_setting(params: dict, name: str, spec: str, size: int) -> None:
+    """An auto: setting needs the sensitivity stage, and a reduction its largest rates reach: every
+    slot at max(sensitivity.rates) is the most the measured grid can remove (counted exactly)."""
+    key = f"prune.settings.{name}"
+    if "sensitivity" not in params:
+        raise ConfigError(f"{key}: {short(spec)} needs the sensitivity: section (the stage that measures what auto: picks from)")
+    target = auto_target(spec, key, params["prune"]["settings"])
+    if isinstance(target, str):  # a setting's own reduction, which its rates (all < 1) reach
+        return
+    from prunelab import sensitivity  # its counting builds models: only for a numeric auto: target
+    arch, data = params["model"]["arch"], params["data"]["name"]
+    in_ch = 3 if data in ("cifar10", "imagenet") else 1
+    widths = models.default_widths(arch)
+    most = sensitivity.macs_reduction(arch, [max(params["sensitivity"]["rates"])] * sensitivity.num_slots(arch),
+                                      widths, (in_ch, size, size), in_ch, NUM_CLASSES.get(data, 1000))
+    if 100 * target > most:
+        raise ConfigError(f"{key}: {short(spec)} asks for {100 * target:.1f}% of the MACs; every slot at the largest "
+                          f"of sensitivity.rates ({max(params['sensitivity']['rates'])}) removes {most:.1f}%")
+
+
+def setting_rates(params: dict, setting: str) -> list[float]:
+    """A prune.settings entry's rates: its own, or for an auto: setting the ones the sensitivity
+    stage picked (results/sensitivity.json)."""
+    spec = params["prune"]["settings"][setting]
+    if not is_auto(spec):
+        return parse_sparsity(spec, f"prune.settings.{setting}")
+    path = Path(params["paths"]["results"]) / "sensitivity.json"
+    try:
+        picked = json.loads(path.read_text())["auto"][setting]
+    except (OSError, ValueError, KeyError):
+        raise ConfigError(f"prune.settings.{setting}: {short(spec)} has no rates in {path}: run the sensitivity "
+                          "stage first (dvc repro runs it before prune)") from None
+    if picked.get("spec") != spec:
+        raise ConfigError(f"prune.settings.{setting}: {path} holds the rates of {short(picked.get('spec'))}, "
+                          f"not {short(spec)}: re-run the sensitivity stage")
+    return parse_sparsity(picked["rates"], f"{path}: auto.{setting}.rates")
 
 
 # A params file is a few KB (the paper's: 5 KB, 442 values once its anchors are expanded).
@@ -367,22 +431,19 @@ def networks(params: dict) -> list[Network]:
 
 
 def seeds(params: dict) -> list[int]:
-    """Fine-tuning seeds: `seeds`, else the one `seed`."""
-    return list(params.get("seeds", [params["seed"]]))
+    """Fine-tuning seeds (same seed, same data order for every network)."""
+    return list(params["seeds"])
 
 
 def _per_seed_file(params: dict, net: Network, seed: int, directory: str | Path, suffix: str) -> Path:
-    """<directory>/<name><suffix> for a pipeline without `seeds`; <directory>/<name>/seed<S><suffix>
-    when the params list seeds (one DVC output directory per network)."""
-    if "seeds" in params:
-        return Path(directory) / net.name / f"seed{seed}{suffix}"
-    return net.file(directory, suffix)
+    """<directory>/<name>/seed<S><suffix>: one DVC output directory per network."""
+    return Path(directory) / net.name / f"seed{seed}{suffix}"
 
 
 def pruned_file(params: dict, net: Network, seed: int) -> Path:
-    """The pruned network that fine-tuning seed `seed` starts from. With `seeds`, one per seed:
-    a criterion that draws its channels from the seed (criteria.SEED_DRAWN) prunes a different
-    network for each; the others write the same network once per seed."""
+    """The pruned network that fine-tuning seed `seed` starts from, one per seed: a criterion that
+    draws its channels from the seed (criteria.SEED_DRAWN) prunes a different network for each; the
+    others write the same network once per seed."""
     return _per_seed_file(params, net, seed, params["paths"]["pruned"], ".pt")
 
 

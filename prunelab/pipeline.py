@@ -157,7 +157,7 @@ def restored_runs(params: dict, name: str, lock: dict[str, dict], dataset) -> li
     Metrics come from the stage's JSON outputs (strings become tags) and per-epoch curves (CSV
     under paths.metrics); the evaluate run also gets the params of the prune and finetune stages
     that made its network; prune and finetune attach their checkpoints, prune and evaluate their
-    records, report and sweep their tables and plots.
+    records, report, sweep and sensitivity their tables and plots.
     """
     stage, _, item = name.partition("@")
     read = {k: v for values in lock[name].get("params", {}).values() for k, v in values.items()}
@@ -197,7 +197,7 @@ def _restored(params: dict, stage: str, read: dict, tags: dict, files: list[Path
         elif f.suffix == ".csv" and curves is not None and curves in f.parents:  # (epoch, metrics) rows
             with f.open() as fh:
                 metrics += [(int(row.pop("epoch")), {k: float(v) for k, v in row.items()}) for row in csv.DictReader(fh)]
-        elif stage in ("prune", "finetune", "report", "sweep"):  # checkpoints (data only), tables and plots
+        elif stage in ("prune", "finetune", "report", "sweep", "sensitivity"):  # checkpoints (data only), tables and plots
             artifacts.append(f)
     return read, metrics, tags, artifacts
 
@@ -240,8 +240,8 @@ def train_resumably(params: dict, stage: str, item: str | None, sections: dict, 
     changed code dependency starts over; the latter says so in one line.
     """
     fingerprint = config.params_hash({"sections": sections, "inputs": [checkpoint.file_hash(p) for p in inputs]})
-    # with seeds, a network's fine-tuned checkpoints are one DVC output folder: keep the state outside it
-    folder = output.parent if stage == "finetune" and "seeds" in params else None
+    # a network's fine-tuned checkpoints are one DVC output folder, which DVC deletes before a re-run: keep the state outside it
+    folder = output.parent if stage == "finetune" else None
     resume = checkpoint.ResumeFile(output, fingerprint, code_fingerprint(stage), folder)
     saved = resume.load()
     if resume.changed_code and distributed.is_main():

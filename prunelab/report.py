@@ -287,7 +287,42 @@ def comparison(df: pd.DataFrame) -> str:
                 lines += ["", f"| Difference {when} | Points | 95% CI | Paired over | Verdict |",
                           "|---|---:|---:|---:|---|", *differences]
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + _auto_against_hand_set(df))
+
+
+AUTO = re.compile(r"\s*auto:\s*(\S+)\s*")  # an auto: setting naming the hand-set one it matches: auto:r2
+
+
+def _auto_against_hand_set(df: pd.DataFrame) -> list[str]:
+    """Markdown: for every auto:<setting> setting, each criterion at the automatic rates minus the
+    same criterion at the hand-set rates it matches in MACs, after and before fine-tuning."""
+    lines = []
+    for (model, setting), rows in df.groupby(["model", "setting"], sort=False):
+        m = AUTO.fullmatch(rows.sparsity.iloc[0])
+        hand = df[(df.model == model) & (df.setting == m.group(1))] if m else None
+        if hand is None or not len(hand):
+            continue
+        by_name = {r.criterion: r for r in hand.itertuples(index=False)}
+        lines += [f"## {MODEL_NAMES.get(model, model)}: automatic rates ({setting}) against the hand-set {m.group(1)}", "",
+                  f"The sensitivity stage picked {setting}'s rates for {m.group(1)}'s MACs reduction "
+                  "(README, \"Layer sensitivity\"); every criterion then prunes, and is fine-tuned, at both.", "",
+                  f"| {setting} − {m.group(1)} | MACs removed ({setting} / {m.group(1)}) | When | Points | 95% CI | "
+                  "Paired over | Verdict |", "|---|---:|---|---:|---:|---:|---|"]
+        for r in rows.itertuples(index=False):
+            if r.criterion not in by_name:
+                continue
+            h = by_name[r.criterion]
+            macs = f"{r.macs_reduction_pct:.1f}% / {h.macs_reduction_pct:.1f}%"
+            for before, when in ((False, "after fine-tuning"), (True, "before fine-tuning")):
+                d = difference(r, h, before)
+                if d is None:
+                    continue
+                verdict = {"A better": f"{setting} better", "B better": f"{m.group(1)} better"}.get(d.verdict, d.verdict)
+                ci = "–" if d.n < 2 else f"[{_signed(d.low)}, {_signed(d.high)}]"
+                lines.append(f"| {METHOD_NAMES.get(r.criterion, r.criterion)} | {macs} | {when} | {_signed(d.mean)} | "
+                             f"{ci} | {d.n:,} {d.unit} | {verdict} |")
+        lines.append("")
+    return lines
 
 
 def points(df: pd.DataFrame) -> pd.DataFrame:

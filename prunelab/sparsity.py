@@ -85,9 +85,50 @@ def _parse_list(spec: list | tuple, key: str) -> list[float]:
     return rates
 
 
+AUTO = "auto:"
+
+
+def is_auto(spec) -> bool:
+    """Whether a setting is `auto:<MACs reduction>`: rates the sensitivity stage picks."""
+    return isinstance(spec, str) and spec.strip().startswith(AUTO)
+
+
+def auto_target(spec: str, key: str, settings: dict) -> float | str:
+    """'auto:0.55' -> 0.55 (a MACs reduction, a fraction in (0, 1)); 'auto:r2' -> 'r2' (the MACs
+    reduction that setting's own rates give: a setting of prune.settings that is not auto)."""
+    target = spec.strip()[len(AUTO):].strip()
+    if target in settings:
+        if is_auto(settings[target]):
+            raise SparsityError(f"{key}: {short(spec)} names {target!r}, itself an auto: setting; name a setting "
+                                "with rates, or give a MACs reduction in (0, 1)")
+        return target
+    try:
+        value = float(target)
+    except ValueError:
+        raise SparsityError(f"{key}: {short(spec)}: expected auto:<MACs reduction in (0, 1)> or auto:<a setting "
+                            f"with rates: {', '.join(k for k, v in settings.items() if not is_auto(v))}>") from None
+    if not 0 < value < 1:
+        raise SparsityError(f"{key}: {short(spec)}: the MACs reduction must be in (0, 1), got {value}")
+    return value
+
+
+def compact(rates: list[float]) -> str:
+    """[0.0, 0.4, 0.4, 0.5] -> '[0.0]+[0.4]*2+[0.5]': runs of equal rates, parse_sparsity's inverse."""
+    runs: list[list] = []
+    for r in rates:
+        if runs and runs[-1][0] == r:
+            runs[-1][1] += 1
+        else:
+            runs.append([r, 1])
+    return "+".join(f"[{r!r}]" + (f"*{k}" if k > 1 else "") for r, k in runs)
+
+
 def parse_sparsity(spec: str | list | tuple, key: str = "sparsity") -> list[float]:
     """'[0.]+[0.15]*2' or [0.0, 0.15, 0.15] -> [0.0, 0.15, 0.15]; every rate must be in [0, 1),
     and a spec holds at most MAX_RATES rates."""
+    if is_auto(spec):
+        raise SparsityError(f"{key}: {short(spec)} is an auto: setting: its rates come from the sensitivity "
+                            "stage (results/sensitivity.json), only in prune.settings of a pipeline that has it")
     if isinstance(spec, str):
         rates = _parse_string(spec, key)
     elif isinstance(spec, (list, tuple)):

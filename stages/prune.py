@@ -1,11 +1,12 @@
 """prune: keep each group's highest-scoring channels; physically remove the rest (weights, BN
 statistics and consumers' inputs transferred); evaluate before fine-tuning (top-1, and which
-test images the pruned network gets right). With `seeds`, one pruned network per fine-tuning seed:
-a seed-drawn criterion (random) prunes each seed's own draw, the others the same network.
+test images the pruned network gets right). One pruned network per fine-tuning seed: a seed-drawn
+criterion (random) prunes each seed's own draw, the others the same network.
 
-Widths: the setting's rates, except for snpfi, which picks each group's width from its
-utilization curve for the setting's MACs reduction, then recovers without training (least-squares
-refit of every consumer, BatchNorm statistics re-estimated)."""
+Widths: the setting's rates (for an auto: setting, those the sensitivity stage picked), except for
+snpfi, which picks each group's width from its utilization curve for the setting's MACs
+reduction, then recovers without training (least-squares refit of every consumer, BatchNorm
+statistics re-estimated)."""
 
 import statistics
 from pathlib import Path
@@ -13,17 +14,17 @@ from pathlib import Path
 from prunelab import checkpoint, config, counting, criteria, pipeline, recovery, significance, surgery
 from prunelab.criteria import snpfi
 from prunelab.engine import evaluate, seed_everything
-from prunelab.sparsity import parse_sparsity
+from prunelab.sparsity import compact, is_auto
 
 
 def main() -> None:
     params, net = pipeline.network_stage(__doc__)
     paths, dev = params["paths"], pipeline.device(params)
     base = checkpoint.load(paths["baseline"])
-    arch, widths, rates = base["arch"], base["widths"], parse_sparsity(net.sparsity)
+    arch, widths, rates = base["arch"], base["widths"], config.setting_rates(params, net.setting)
     shapley = net.criterion in criteria.SHAPLEY_CRITERIA
     keys = ("scores", "meta", "utilization") if shapley else ("scores", "meta")
-    if net.criterion in criteria.SEED_DRAWN and "seeds" in params:
+    if net.criterion in criteria.SEED_DRAWN:
         keys += ("scores_per_seed",)
     scored = checkpoint.torch_load(Path(paths["scores"]) / f"{net.criterion}.pt", keys, "scores file")
     seeds = config.seeds(params)
@@ -32,7 +33,7 @@ def main() -> None:
     splits = pipeline.load_data(params)
     shape, test = pipeline.input_shape(splits), pipeline.test_loader(splits, params, dev)
     original = checkpoint.build(base)
-    metrics: dict = {}
+    metrics: dict = {"rates": compact(rates)} if is_auto(net.sparsity) else {}
     if shapley:  # SNPFI's own per-group widths, for the MACs reduction the setting's rates give
         counts, tau, target, reached = snpfi.allocate_like(arch, widths, scored["utilization"], rates, shape,
                                                            base["in_channels"], base["num_classes"])

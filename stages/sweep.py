@@ -6,6 +6,7 @@ Random prunes each of `seeds`' draws, plotted as their mean and range. SNPFI pic
 for the MACs reduction the scheme's rates give and recovers as in the prune stage (least-squares
 refit: its "straight after pruning"). Writes results/sweep.csv (a DVC plot) and sweep.png."""
 
+import json
 import math
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def main() -> None:
     draws = {}
     for c in params["prune"]["criteria"]:
         keys = ("scores", "meta") + (("utilization",) if c in criteria.SHAPLEY_CRITERIA else ()) + (
-            ("scores_per_seed",) if c in criteria.SEED_DRAWN and "seeds" in params else ())
+            ("scores_per_seed",) if c in criteria.SEED_DRAWN else ())
         scored = checkpoint.torch_load(Path(paths["scores"]) / f"{c}.pt", keys, "scores file")
         draws[c] = (scored.get("scores_per_seed") or {seeds[0]: scored["scores"]}, scored.get("utilization"))
     # BatchNorm re-estimation: the first sweep.bn_images images of the seeded training order, in
@@ -39,6 +40,8 @@ def main() -> None:
     bn_batch = min(256, sw["bn_images"])
     bn_batches = pipeline.FirstBatches(pipeline.train_loader(splits, bn_batch, params["seed"], params, dev),
                                        math.ceil(sw["bn_images"] / bn_batch))
+    if any(c in criteria.SHAPLEY_CRITERIA for c in draws):  # SNPFI's refit: its calibration images, read once
+        images, _ = pipeline.calibration_batch(splits, params, dev)  # (N, C, H, W)
     grid = [(s, r, c, seed) for s in sw["schemes"] for r in sw["ratios"] for c in draws for seed in draws[c][0]]
     rows = []
     for scheme, ratio, criterion, seed in tqdm(grid, desc="sweep", unit="network"):
@@ -49,7 +52,6 @@ def main() -> None:
             keep = snpfi.keep_indices(scores, counts)
             model, _ = surgery.prune(original, arch, widths, keep, in_ch, classes)
             seed_everything(params["seed"])
-            images, _ = pipeline.calibration_batch(splits, params, dev)
             recovery.refit_consumers(original.to(dev), model, arch, keep, images, params["snpfi"]["ridge"])
         else:
             keep = surgery.keep_indices(arch, widths, scores, rates)
@@ -72,7 +74,7 @@ def main() -> None:
     sweep.write_csv(results / "sweep.csv", rows)
     title = f"{MODEL_NAMES.get(arch, arch)} on {DATA_NAMES.get(params['data']['name'], params['data']['name'])}: " \
             "top-1 against MACs removed" + ("" if sw["finetune_epochs"] else ", no fine-tuning")
-    baseline_top1 = evaluate(original.to(dev), test, dev, **pipeline.eval_accel(params))["top1"]
+    baseline_top1 = json.loads((Path(paths["metrics"]) / "train_baseline.json").read_text())["top1"]  # the dotted line
     sweep.plot_png(rows, results / "sweep.png", title, baseline_top1)
 
 

@@ -92,7 +92,7 @@ def test_plots_render_offline(clone):
         assert f"<!-- {library}" in page
     # the fine-tuning curves of a setting share one plot: its data holds every network's points
     specs = [json.loads(m) for m in re.findall(r"var spec = (\{.*?\});\s*vegaEmbed\(", page, re.DOTALL)]
-    assert len(specs) == 4  # baseline curve, fine-tuning curves, top-1 vs MACs, the sweep
+    assert len(specs) == 5  # baseline curve, fine-tuning curves, top-1 vs MACs, the sweep, the sensitivity heatmap
     facets = {s["facet"]["column"]["field"]: s for s in specs if s.get("facet")}
     values = facets["setting"]["data"]["values"]  # the fine-tuning curves: every network and seed
     assert {(v["setting"], v["criterion"], v["seed"]) for v in values} == {
@@ -100,6 +100,9 @@ def test_plots_render_offline(clone):
     assert len(values) == 2 * len(SMALL["seeds"]) * SMALL["finetune.epochs"]
     sweep = facets["scheme"]["data"]["values"]  # a panel per scheme: every swept network
     assert len(sweep) == len(SMALL["sweep.schemes"]) * len(SMALL["sweep.ratios"])
+    heatmap = next(s for s in specs if any(layer.get("mark", {}).get("type") == "rect" for layer in s.get("layer", [])))
+    cells = heatmap["data"]["values"]  # a cell per (slot, rate): ResNet-20 has 12 slots
+    assert {(c["slot"], c["rate"]) for c in cells} == {(str(i), str(r)) for i in range(12) for r in SMALL["sensitivity.rates"]}
     assert "dvc_plots/" in (ROOT / ".gitignore").read_text().split()
 
 

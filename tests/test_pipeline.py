@@ -22,8 +22,11 @@ SMALL = {
     "sweep.schemes": ["inner", "r2"],
     "sweep.ratios": [0.5, 0.9],
     "sweep.bn_images": 64,
+    "sensitivity.rates": [0.4, 0.7],
+    "sensitivity.images": 64,
+    "sensitivity.bn_images": 64,
 }
-ALL_STAGES = {"check_params", "train_baseline", "extract_features", "score@chip",
+ALL_STAGES = {"check_params", "train_baseline", "extract_features", "score@chip", "sensitivity",
               *(f"{s}@chip-{r}" for s in ("prune", "finetune", "evaluate") for r in ("r1", "r2")), "sweep", "report",
               "mlflow_sync"}
 LIVE = ("train_baseline", "finetune")  # the training stages log their own runs; mlflow_sync builds the others

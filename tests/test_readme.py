@@ -97,8 +97,11 @@ def check(claims: list[tuple[str, str, float, int]]) -> None:
 CRITERIA = ("chip", "hrank", "l1", "random")  # the rate-based ones
 
 
+SETTINGS = ("r2", "auto")  # the default pipeline's prune.settings
+
+
 def test_readme_before_finetuning_figures_are_the_prune_metrics():
-    for setting in ("r1", "r2"):
+    for setting in SETTINGS:
         said = readme_numbers(rf"\*\*{setting}:\*\* CHIP ([\d.]+)%, HRank ([\d.]+)%, L1 ([\d.]+)%, random ([\d.]+)%\.")
         check([(f"{c}-{setting} top-1 before fine-tuning", n, metric("prune", f"{c}-{setting}", "top1_before_finetune"), 2)
                for c, n in zip(CRITERIA, said)])
@@ -119,11 +122,11 @@ def test_readme_default_differences_are_the_comparison_s():
     counts the distinguishable ones names exactly those, with their verdicts."""
     readme = (ROOT / "README.md").read_text()
     comparison = (ROOT / "results" / "comparison.md").read_text()
-    rows = [line for line in comparison.splitlines() if re.match(r"\| \w+ − \w+ \|", line)]
+    rows = [line for line in comparison.splitlines() if re.match(r"\| \w+ − \w+ \| [+−]", line)]  # not the auto section's header
     assert len(rows) == 28 and not [r for r in rows if r not in readme]
     k, n, listed = readme_numbers(r"After fine-tuning, (\d+) of the (\d+) differences excludes? 0:\*\* (.+?)\. With three")
     separated = []
-    for setting in ("r1", "r2"):
+    for setting in SETTINGS:
         block = comparison.split(f"setting {setting}:")[1].split("\n## ")[0].split("| Difference before")[0]
         for label, points, ci, verdict in re.findall(r"^\| (\w+ − \w+) \| (\S+) \| (\[[^]]+\]) \| [^|]+ \| ([^|]+) \|$",
                                                       block, re.M):
@@ -159,17 +162,17 @@ def test_readme_sweep_figures_are_the_sweep_s():
                 if (r["scheme"], float(r["ratio"]), r["criterion"]) == (scheme, ratio, criterion)]
 
     macs, chip, hrank, l1, random, low, high, snpfi = readme_numbers(
-        r"With the inner channels alone at ratio 0\.6 \(([\d.]+)% of the MACs removed\), after BatchNorm re-estimation: "
+        r"With the inner channels alone at ratio 0\.5 \(([\d.]+)% of the MACs removed\), after BatchNorm re-estimation: "
         r"CHIP ([\d.]+)%, HRank ([\d.]+)%, L1 ([\d.]+)%, random ([\d.]+)% \(its three draws ([\d.]+)% to ([\d.]+)%\), "
         r"SNPFI ([\d.]+)%\.")
-    draws = at("inner", 0.6, "random")
+    draws = at("inner", 0.5, "random")
     assert len(draws) == 3
     chip_macs = next(float(r["macs_reduction_pct"]) for r in rows
-                     if (r["scheme"], float(r["ratio"]), r["criterion"]) == ("inner", 0.6, "chip"))
-    check([("inner 0.6 MACs removed", macs, chip_macs, 1), ("chip", chip, at("inner", 0.6, "chip")[0], 2),
-           ("hrank", hrank, at("inner", 0.6, "hrank")[0], 2), ("l1", l1, at("inner", 0.6, "l1")[0], 2),
+                     if (r["scheme"], float(r["ratio"]), r["criterion"]) == ("inner", 0.5, "chip"))
+    check([("inner 0.5 MACs removed", macs, chip_macs, 1), ("chip", chip, at("inner", 0.5, "chip")[0], 2),
+           ("hrank", hrank, at("inner", 0.5, "hrank")[0], 2), ("l1", l1, at("inner", 0.5, "l1")[0], 2),
            ("random mean", random, statistics.fmean(draws), 2), ("random lowest", low, min(draws), 2),
-           ("random highest", high, max(draws), 2), ("snpfi", snpfi, at("inner", 0.6, "snpfi")[0], 2)])
+           ("random highest", high, max(draws), 2), ("snpfi", snpfi, at("inner", 0.5, "snpfi")[0], 2)])
     best, snpfi = readme_numbers(r"the best rate-based criterion keeps ([\d.]+)% after BatchNorm re-estimation and "
                                  r"SNPFI ([\d.]+)%")
     check([("r2 best rate-based", best, max(statistics.fmean(at("r2", 0.7, c)) for c in ("chip", "hrank", "l1", "random")), 2),
@@ -184,27 +187,62 @@ def test_readme_sweep_figures_are_the_sweep_s():
 
 def test_readme_snpfi_widths_and_recovery_figures_are_the_prune_metrics():
     reached1, reached2, target1, target2 = readme_numbers(
-        r"for the same MACs reduction \(([\d.]+)% and ([\d.]+)%; the targets were ([\d.]+)% and ([\d.]+)%\)")
-    check([("snpfi-r1 reached MACs reduction", reached1, metric("prune", "snpfi-r1", "reached_macs_reduction_pct"), 1),
-           ("snpfi-r2 reached MACs reduction", reached2, metric("prune", "snpfi-r2", "reached_macs_reduction_pct"), 1),
-           ("snpfi-r1 target MACs reduction", target1, metric("prune", "snpfi-r1", "target_macs_reduction_pct"), 1),
-           ("snpfi-r2 target MACs reduction", target2, metric("prune", "snpfi-r2", "target_macs_reduction_pct"), 1)])
+        r"for the same MACs reduction \(([\d.]+)% at r2, ([\d.]+)% at auto; the targets were ([\d.]+)% and ([\d.]+)%\)")
+    check([("snpfi-r2 reached MACs reduction", reached1, metric("prune", "snpfi-r2", "reached_macs_reduction_pct"), 1),
+           ("snpfi-auto reached MACs reduction", reached2, metric("prune", "snpfi-auto", "reached_macs_reduction_pct"), 1),
+           ("snpfi-r2 target MACs reduction", target1, metric("prune", "snpfi-r2", "target_macs_reduction_pct"), 1),
+           ("snpfi-auto target MACs reduction", target2, metric("prune", "snpfi-auto", "target_macs_reduction_pct"), 1)])
     stages = ("top1_before_recovery", "top1_after_refit", "top1_before_finetune")
-    r1 = readme_numbers(r"- r1: ([\d.]+)% right after pruning, ([\d.]+)% after the least-squares refit, ([\d.]+)% "
+    r2 = readme_numbers(r"- r2: ([\d.]+)% right after pruning, ([\d.]+)% after the least-squares refit, ([\d.]+)% "
                         r"after the BatchNorm re-estimation")
-    r2 = readme_numbers(r"- r2: ([\d.]+)%, then ([\d.]+)%, then ([\d.]+)%\.")
+    auto = readme_numbers(r"- auto: ([\d.]+)%, then ([\d.]+)%, then ([\d.]+)%\.")
     check([(f"snpfi-{s} {k}", said, metric("prune", f"snpfi-{s}", k), 2)
-           for s, numbers in (("r1", r1), ("r2", r2)) for k, said in zip(stages, numbers)])
+           for s, numbers in (("r2", r2), ("auto", auto)) for k, said in zip(stages, numbers)])
     # "above every rate-based criterion before fine-tuning": its lowest against their highest
     lowest, highest = readme_numbers(r"its lowest, ([\d.]+)%, against their highest, ([\d.]+)%")
-    snpfi = min(metric("prune", f"snpfi-{s}", "top1_before_finetune") for s in ("r1", "r2"))
-    others = max(metric("prune", f"{c}-{s}", "top1_before_finetune") for c in CRITERIA for s in ("r1", "r2"))
+    snpfi = min(metric("prune", f"snpfi-{s}", "top1_before_finetune") for s in SETTINGS)
+    others = max(metric("prune", f"{c}-{s}", "top1_before_finetune") for c in CRITERIA for s in SETTINGS)
     check([("snpfi's lowest top-1 before fine-tuning", lowest, snpfi, 2),
            ("the rate-based criteria's highest top-1 before fine-tuning", highest, others, 2)])
     assert snpfi > others
-    after1, after2 = readme_numbers(r"After fine-tuning, SNPFI ends at ([\d.]+)% at r1 and ([\d.]+)% at r2")
-    check([("snpfi-r1 top-1", after1, metric("evaluate", "snpfi-r1", "top1"), 2),
-           ("snpfi-r2 top-1", after2, metric("evaluate", "snpfi-r2", "top1"), 2)])
+    after1, after2 = readme_numbers(r"After fine-tuning, SNPFI ends at ([\d.]+)% at r2 and ([\d.]+)% at auto")
+    check([("snpfi-r2 top-1", after1, metric("evaluate", "snpfi-r2", "top1"), 2),
+           ("snpfi-auto top-1", after2, metric("evaluate", "snpfi-auto", "top1"), 2)])
+
+
+def test_readme_sensitivity_and_auto_figures_are_the_sensitivity_stage_s():
+    """What auto picked, its summed sensitivity beside r2's, CHIP's top-1 before fine-tuning at
+    both, the after-fine-tuning rows of comparison.md's auto section (verbatim) and CHIP's verdict."""
+    import csv
+
+    info = json.loads((ROOT / "results" / "sensitivity.json").read_text())
+    auto = info["auto"]["auto"]
+    target, rates, reached, auto_drop, hand_drop = readme_numbers(
+        r"\*\*What auto picked\*\* for r2's ([\d.]+)% of the MACs: `([^`]+)` \(([\d.]+)% removed\)\. "
+        r"Summed sensitivity: (-?\d+) images for auto \(a slot pruned alone may also gain images\), (-?\d+) for r2's rates\.")
+    assert rates == auto["rates"] and auto["spec"] == "auto:r2" and auto["hand_set"] == "r2"
+    check([("auto target", target, auto["target_macs_reduction_pct"], 1),
+           ("auto reached", reached, auto["reached_macs_reduction_pct"], 1),
+           ("auto summed drop", auto_drop, auto["summed_drop_images"], 0),
+           ("r2 summed drop", hand_drop, auto["hand_set_summed_drop_images"], 0)])
+    assert metric("prune", "chip-auto", "rates") == auto["rates"]
+    before_auto, before_r2 = readme_numbers(r"CHIP's network at auto gets ([\d.]+)% of the test images right, at r2 ([\d.]+)%")
+    check([("chip-auto before fine-tuning", before_auto, metric("prune", "chip-auto", "top1_before_finetune"), 2),
+           ("chip-r2 before fine-tuning", before_r2, metric("prune", "chip-r2", "top1_before_finetune"), 2)])
+    section = (ROOT / "results" / "comparison.md").read_text().split("automatic rates (auto) against the hand-set r2")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "fine-tuning |" in line]
+    assert len(rows) == 2 * 5  # each criterion, after and before fine-tuning
+    readme = (ROOT / "README.md").read_text()
+    assert not [r for r in rows if "after fine-tuning" in r and r not in readme]
+    chip = next(r for r in rows if r.startswith("| CHIP |") and "after fine-tuning" in r).split(" | ")
+    points, ci, verdict = readme_numbers(r"CHIP at auto − CHIP at r2: (\S+) points, 95% CI (\[[^]]+\]): ([^.]+)\.")
+    assert (points, ci, verdict) == (chip[3], chip[4], chip[6].strip(" |"))
+    with open(ROOT / "results" / "sensitivity.csv") as f:
+        measured = list(csv.DictReader(f))
+    run = json.loads((ROOT / "results" / "run.json").read_text())
+    n, seconds = readme_numbers(r"\*\*Cost:\*\* (\d+) pruned networks, each BatchNorm-re-estimated and evaluated once: "
+                                r"(\d+) s of the run")
+    check([("sensitivity networks", n, len(measured), 0), ("sensitivity seconds", seconds, run["stages_s"]["sensitivity"], 0)])
 
 
 def test_readme_worst_drop_from_the_baseline_is_the_evaluate_metrics():
@@ -373,3 +411,18 @@ def test_readme_fashion_sweep_figures_are_its_sweep_s():
     r2 = [r for r in rows if r["scheme"] == "r2"]
     check([("fashion r2 best rate-based", most, max(float(r["top1_bn_reestimated"]) for r in r2 if r["criterion"] != "snpfi"), 2),
            ("fashion r2 snpfi lowest", least, min(float(r["top1_bn_reestimated"]) for r in r2 if r["criterion"] == "snpfi"), 2)])
+
+
+def test_readme_fashion_sensitivity_figures_are_its_sensitivity_s():
+    import csv
+
+    with open(ROOT / "fashion" / "results" / "sensitivity.csv") as f:
+        top1 = {(int(r["slot"]), float(r["rate"])): float(r["top1"]) for r in csv.DictReader(f)}
+    info = json.loads((ROOT / "fashion" / "results" / "sensitivity.json").read_text())
+    stage1, images, stage2, inner, baseline = readme_numbers(
+        r"pruned alone at rate 0\.5, the stage-1 block outputs keep ([\d.]+)% of (\d+) training images and the stage-2 "
+        r"outputs ([\d.]+)%, where every inner slot keeps at least ([\d.]+)% \(the baseline: ([\d.]+)%\)")
+    check([("stage-1 outputs at 0.5", stage1, top1[1, 0.5], 2), ("images", images, info["images"], 0),
+           ("stage-2 outputs at 0.5", stage2, top1[2, 0.5], 2),
+           ("lowest inner slot at 0.5", inner, min(v for (slot, rate), v in top1.items() if rate == 0.5 and slot >= 3), 2),
+           ("baseline on those images", baseline, info["baseline_top1"], 2)])

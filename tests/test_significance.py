@@ -177,3 +177,30 @@ def test_before_finetuning_random_s_draws_are_paired_by_seed():
     # the side-by-side table: random's top-1 before fine-tuning is the draws' mean ± their spread
     cell = f"{np.mean(tops):.2f} ± {np.std(tops, ddof=1):.2f} (3 draws)"
     assert next(line for line in text.splitlines() if line.startswith("| Random |")).split(" | ")[1] == cell
+
+
+def test_comparison_sets_an_auto_setting_against_the_hand_set_one_it_names():
+    """auto:r1 beside r1: each criterion at the automatic rates minus itself at the hand-set ones,
+    after fine-tuning paired by seed (the t interval written out), before it by test image."""
+    rng = np.random.default_rng(3)
+    recs = []
+    for criterion in ("chip", "l1"):
+        for setting, sparsity, per_seed in (("r1", "[0.4]*12", rng.uniform(88, 92, 3)),
+                                            ("auto", "auto:r1", rng.uniform(88, 92, 3))):
+            r = _record(criterion, rng.random(400) < 0.9, "0 1 2", " ".join(f"{t:.2f}" for t in per_seed))
+            r.update(setting=setting, sparsity=sparsity, top1=float(np.mean(np.round(per_seed, 2))))
+            recs.append(r)
+    text = report.comparison(report.frame(recs))
+    section = text.split("## ResNet-20: automatic rates (auto) against the hand-set r1")[1]
+    by = {(r["criterion"], r["setting"]): r for r in recs}
+    for criterion, name in (("chip", "CHIP"), ("l1", "L1")):
+        a, b = ([float(t) for t in by[criterion, s]["top1_per_seed"].split()] for s in ("auto", "r1"))
+        mean, low, high = hand_interval(np.array(a) - np.array(b), 1.0)
+        row = next(line for line in section.splitlines() if line.startswith(f"| {name} |") and "after" in line)
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == "50.0% / 50.0%" and cells[2] == "after fine-tuning" and cells[5] == "3 seeds"
+        assert float(cells[3].replace("−", "-")) == pytest.approx(mean, abs=0.005)
+        assert [float(x.replace("−", "-")) for x in cells[4].strip("[]").split(", ")] == pytest.approx([low, high], abs=0.005)
+        before = next(line for line in section.splitlines() if line.startswith(f"| {name} |") and "before" in line)
+        assert "400 test images" in before
+    assert "automatic rates" not in report.comparison(report.frame([r for r in recs if r["setting"] == "r1"]))

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = {"fashion": "Fashion-MNIST with a ResNet-20",
              "fashion-alexnet": "Fashion-MNIST with AlexNet at SNPFI's 60% FLOPs budget"}
-TEMPLATES = ("curves.json", "scatter_zoomed.json", "sweep.json")
+TEMPLATES = ("curves.json", "scatter_zoomed.json", "sweep.json", "heatmap.json")
 # a path of the project's code as the root dvc.yaml writes it: a dep ("      - prunelab/models")
 # or a script in a cmd ("cmd: python stages/score.py --criterion ...")
 CODE_PATH = re.compile(r"(?m)(^\s*- |cmd: .*\s)((?:stages|prunelab)/)")
