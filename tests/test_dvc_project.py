@@ -70,7 +70,9 @@ def test_repo_wide_commands_are_clean(clone):
     quiet(dvc(clone, "checkout", check=False))
     shown = quiet(dvc(clone, "exp", "show", "--csv", check=False))
     header = shown.splitlines()[0].split(",")
-    assert len(header) < 120, len(header)  # 636 before summary.json and paper/ moved out
+    # 636 before summary.json and paper/ moved out; now params.yaml's keys (the sensitivity
+    # section's among them) and the top-1 per network: a table one can still read
+    assert len(header) < 140, len(header)
 
 
 def test_compact_exp_show_from_the_readme(clone):
