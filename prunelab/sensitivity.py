@@ -11,21 +11,23 @@ of n training images (the test set is never looked at); the baseline gives t0, l
 sensitivity is the drop in images right, d[i, r] = n (t0 - t[i, r]) / 100 (negative when pruning
 helps), and m[i, r] the MACs reduction (% of the baseline's) of that one-slot network.
 
-The rule of auto:T. One rate per slot from {0} and the measured grid, r = (r_1 .. r_S), with
+The aim of auto:T. One rate per slot from {0} and the measured grid, r = (r_1 .. r_S), with
 
     minimise  sum_i d[i, r_i]   (ties: the smaller sum_i (l[i, r_i] - l0))
     such that the MACs reduction of the network pruned at r, counted exactly, is at least T.
 
 MACs do not add up over slots: a conv whose input and output channels both shrink, by a and b,
 keeps (1-a)(1-b) of its MACs, where adding the two slots' separate savings counts the a*b part
-twice. So the exact problem is solved through the additive one,
+twice. So the rule solves the additive problem instead,
 
     minimise  sum_i d[i, r_i]   such that   sum_i m[i, r_i] >= T',
 
-a multiple-choice knapsack, solved exactly by dynamic programming over the slots with the savings
-on a grid of RESOLUTION points (each saving rounded down, so a choice the grid accepts truly
-reaches T'). T' starts at T and grows by the shortfall (T minus the exact reduction of the last
-choice) until the exact count reaches T.
+a multiple-choice knapsack, exactly, by dynamic programming over the slots with the savings on a
+grid of RESOLUTION points (each saving rounded down, so a choice the grid accepts truly reaches
+T'). T' starts at T and grows by the shortfall (T minus the exact reduction of the last choice)
+until the exact count reaches T. Where no two pruned slots meet in one conv that is the aim
+itself; otherwise it is a close approximation that may remove a little more than T (a cheaper
+choice meeting T exactly may exist below the last T', which is not searched downwards).
 """
 
 from __future__ import annotations

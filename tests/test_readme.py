@@ -226,6 +226,9 @@ def test_readme_sensitivity_and_auto_figures_are_the_sensitivity_stage_s():
            ("auto summed drop", auto_drop, auto["summed_drop_images"], 0),
            ("r2 summed drop", hand_drop, auto["hand_set_summed_drop_images"], 0)])
     assert metric("prune", "chip-auto", "rates") == auto["rates"]
+    removed, asked = readme_numbers(r"may remove a little more than asked \(here ([\d.]+)% for ([\d.]+)%\)")
+    check([("auto reached, in the rule", removed, auto["reached_macs_reduction_pct"], 1),
+           ("auto target, in the rule", asked, auto["target_macs_reduction_pct"], 1)])
     before_auto, before_r2 = readme_numbers(r"CHIP's network at auto gets ([\d.]+)% of the test images right, at r2 ([\d.]+)%")
     check([("chip-auto before fine-tuning", before_auto, metric("prune", "chip-auto", "top1_before_finetune"), 2),
            ("chip-r2 before fine-tuning", before_r2, metric("prune", "chip-r2", "top1_before_finetune"), 2)])
