@@ -78,6 +78,8 @@ def _criteria(key, v):
         raise ConfigError(f"{key}: must be a non-empty list; allowed items: {', '.join(CRITERIA)}")
     for c in v:
         _choice(*CRITERIA)(key, c)
+    if len(set(v)) != len(v):  # each names pruned networks, stages and files: a repeat would collide
+        raise ConfigError(f"{key}: lists a criterion twice: {short(v)}")
 
 
 def _settings(key, v):
@@ -410,7 +412,7 @@ class Network:
     """One pruned network: one entry of dvc.yaml's per-network stages.
 
     name: DVC's matrix item ('prune@<name>'), also the stem of the network's files and its MLflow
-    run name: '<criterion>-<setting>' in the default pipeline, the row key in the paper's.
+    run name: '<criterion>-<setting>' in the default pipeline, '<row>-<criterion>' in the paper's.
     """
 
     name: str
@@ -423,10 +425,11 @@ class Network:
 
 
 def networks(params: dict) -> list[Network]:
-    """Every pruned network, in dvc.yaml's order: criteria x settings, or the paper's rows."""
+    """Every pruned network, in dvc.yaml's order: criteria x settings, or the paper's rows, each
+    row x its criteria (paper_networks)."""
     settings = params["prune"]["settings"]
-    if "rows" in params:  # a paper row is one network: its criterion, its sparsity
-        return [Network(row, spec["criterion"], row, settings[row]) for row, spec in params["rows"].items()]
+    if "rows" in params:  # a paper experiment: its rows are its settings
+        return [Network(f"{row}-{c}", c, row, settings[row]) for row, spec in params["rows"].items() for c in spec["criteria"]]
     return [Network(f"{c}-{s}", c, s, settings[s]) for c in params["prune"]["criteria"] for s in settings]
 
 
@@ -481,7 +484,7 @@ PAPER_SCHEMA: dict[str, Any] = {
     "device": SCHEMA["device"],
     "engine": ENGINE,
     "smoke": _bool,
-    "criteria": _criteria,  # scored on every experiment (score@<experiment>-<criterion>); each row prunes with one
+    "criteria": _criteria,  # every row is pruned by each, unless the row names its own criteria
     "paths": {"data": {name: _str for name in PAPER_DATASETS}, "runs": _str, "results": _str},
     "tracking": SCHEMA["tracking"],
     "features": SCHEMA["features"],
@@ -508,8 +511,8 @@ def validate_paper(paper: dict) -> None:
     for row, spec in paper["rows"].items():
         if not isinstance(row, str) or not row.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"rows: row name {short(row)} must be letters, digits, '-' and '_'")
-        _validate(spec, {"experiment": _choice(*paper["experiments"]), "criterion": _choice(*paper["criteria"]),
-                         "sparsity": _str}, f"rows.{row}")
+        _validate(spec, {"experiment": _choice(*paper["experiments"]), "sparsity": _str,
+                         "criteria": Omittable(_criteria)}, f"rows.{row}")
         arch = paper["experiments"][spec["experiment"]]["model"]["arch"]
         try:
             models.group_rates(arch, parse_sparsity(spec["sparsity"], f"rows.{row}.sparsity"))
@@ -521,6 +524,45 @@ def is_paper(params: dict) -> bool:
     return isinstance(params, dict) and "experiments" in params
 
 
+def row_criteria(paper: dict, row: str) -> list[str]:
+    """The criteria a paper row is pruned by: its own criteria:, else the file's."""
+    return list(paper["rows"][row].get("criteria", paper["criteria"]))
+
+
+def paper_networks(paper: dict) -> dict[str, dict[str, str]]:
+    """'<row>-<criterion>' -> {row, experiment, criterion}: every row pruned by each of its
+    criteria, in the rows' order. Unique: a row name holds letters, digits, '-' and '_', and no
+    criterion name holds a '-', so the name splits back into one row and one criterion."""
+    return {f"{row}-{c}": {"row": row, "experiment": spec["experiment"], "criterion": c}
+            for row, spec in paper["rows"].items() for c in row_criteria(paper, row)}
+
+
+def paper_scores(paper: dict) -> dict[str, dict[str, str]]:
+    """'<experiment>-<criterion>' -> {experiment, criterion}: the scores the networks prune with,
+    computed once per experiment and shared by its rows."""
+    return {f"{n['experiment']}-{n['criterion']}": {"experiment": n["experiment"], "criterion": n["criterion"]}
+            for n in paper_networks(paper).values()}
+
+
+def paper_dvc_vars(paper: dict) -> list[dict]:
+    """paper/dvc.yaml's `vars:`, the lists its per-score and per-network stages run over
+    (`foreach: ${scores}`, `foreach: ${networks}`): DVC cannot look a row's experiment up from a
+    matrix item, so tools/write_pipelines.py writes them out from params.yaml."""
+    return [{"scores": paper_scores(paper)}, {"networks": paper_networks(paper)}]
+
+
+def check_paper_dvc_yaml(paper: dict, path: str | Path) -> None:
+    """The dvc.yaml beside a paper params file runs the networks that file asks for; a stale one
+    (criteria or rows edited, the tool not re-run) is refused before any stage runs."""
+    try:
+        found = yaml.safe_load(Path(path).read_text()).get("vars")
+    except (OSError, yaml.YAMLError, AttributeError) as e:
+        raise ConfigError(f"{path}: not a readable dvc.yaml ({short(str(e))})") from None
+    if found != paper_dvc_vars(paper):
+        raise ConfigError(f"{path}: its scores and networks are not params.yaml's rows x criteria; run "
+                          "`python tools/write_pipelines.py` from the repository root, then `dvc repro` again")
+
+
 def experiment_params(paper: dict, name: str) -> dict:
     """The default pipeline's params for one paper experiment: its model, data and recipes, its
     rows as prune settings, its outputs under paths.runs/<name>/; in smoke mode, synthetic data
@@ -530,7 +572,9 @@ def experiment_params(paper: dict, name: str) -> dict:
     exp = copy.deepcopy(paper["experiments"][name])
     runs = Path(paper["paths"]["runs"])
     out = runs / name
-    rows = {r: spec for r, spec in paper["rows"].items() if spec["experiment"] == name}
+    # rows: {row: {experiment, sparsity, criteria}}, each row's criteria resolved (row_criteria)
+    rows = {r: {**spec, "criteria": row_criteria(paper, r)} for r, spec in paper["rows"].items() if spec["experiment"] == name}
+    used = list(dict.fromkeys(c for spec in rows.values() for c in spec["criteria"]))  # scored on this experiment
     params = {
         "seed": paper["seed"], "seeds": list(paper["seeds"]), "device": paper["device"], "engine": paper["engine"], "tracking": paper["tracking"],
         "paths": {"data": paper["paths"]["data"][exp["data"]["name"]], "baseline": str(out / "baseline.pt"),
@@ -540,7 +584,7 @@ def experiment_params(paper: dict, name: str) -> dict:
         "data": exp["data"], "model": exp["model"], "train": exp["train"],
         "features": copy.deepcopy(paper["features"]), "snpfi": copy.deepcopy(paper["snpfi"]),
         "latency": copy.deepcopy(paper["latency"]),
-        "prune": {"criteria": list(paper["criteria"]), "settings": {r: spec["sparsity"] for r, spec in rows.items()}},
+        "prune": {"criteria": used, "settings": {r: spec["sparsity"] for r, spec in rows.items()}},
         "finetune": exp["finetune"],
     }
     if paper["smoke"]:

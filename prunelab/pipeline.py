@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import hashlib
 import itertools
@@ -16,7 +17,7 @@ import yaml
 
 from prunelab import checkpoint, config, distributed, significance, synthetic, tracking
 from prunelab.checkpoint import atomic_write
-from prunelab.data import DatasetNotFound, FolderSplits, Splits, load_dataset
+from prunelab.data import DatasetNotFound, FolderSplits, Loader, Splits, balanced_subset, load_dataset
 from prunelab.engine import Recipe, resolve_device
 
 
@@ -80,6 +81,25 @@ def _limited(params: dict, loader):
 
 def train_loader(splits: Splits | FolderSplits, batch_size: int, seed: int, params: dict, dev: torch.device):
     return _limited(params, splits.train_loader(batch_size, seed, dev))
+
+
+def training_images_unaugmented(splits: Splits | FolderSplits, n: int, seed: int, batch_size: int,
+                                dev: torch.device) -> tuple[Loader | torch.utils.data.DataLoader, int]:
+    """A loader of min(n, N) training images, as many per class as the classes allow, drawn by
+    seed (data.balanced_subset), seen as the test images are (no augmentation; an image folder's
+    through its validation transform, the centre crop), and their count: what the sensitivity
+    stage measures on instead of the test set."""
+    if isinstance(splits, Splits):
+        n = min(n, len(splits.y_train))
+        idx = balanced_subset(splits.y_train, n, splits.num_classes, seed)  # (n,)
+        return Loader(splits.x_train[idx], splits.y_train[idx], splits.mean, splits.std, batch_size, dev), n
+    plain = copy.copy(splits.train)  # the same file list (no second scan), the validation transform
+    plain.transform = splits.val.transform
+    n = min(n, len(plain.targets))
+    idx = balanced_subset(torch.tensor(plain.targets), n, splits.num_classes, seed)  # (n,)
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(plain, idx.tolist()), batch_size,
+                                         num_workers=splits.num_workers, pin_memory=dev.type == "cuda")
+    return loader, n
 
 
 def test_loader(splits: Splits | FolderSplits, params: dict, dev: torch.device):
@@ -286,19 +306,21 @@ def experiment_stage(description: str, criterion: bool = False) -> tuple[dict, s
 
 def network_stage(description: str) -> tuple[dict, config.Network]:
     """Params of a per-network stage (prune, finetune, evaluate) and its network: --criterion C
-    --setting S in the default pipeline, --row R in the paper pipeline."""
+    --setting S in the default pipeline, --network <row>-<criterion> in the paper pipeline."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--criterion")
     parser.add_argument("--setting")
-    parser.add_argument("--row", help="paper pipeline: an entry of rows: in params.yaml")
+    parser.add_argument("--network", help="paper pipeline: <row>-<criterion>, a row of params.yaml and one of its criteria")
     args = parser.parse_args()
-    if args.row is not None:
+    if args.network is not None:
         paper = config.load_paper("params.yaml")
-        if args.row not in paper["rows"]:
-            raise config.ConfigError(f"--row: {args.row!r} is not in rows ({', '.join(paper['rows'])})")
-        params = config.experiment_params(paper, paper["rows"][args.row]["experiment"])
+        networks = config.paper_networks(paper)
+        if args.network not in networks:
+            raise config.ConfigError(f"--network: {args.network!r} is not a row pruned by one of its criteria "
+                                     f"({', '.join(networks)})")
+        params = config.experiment_params(paper, networks[args.network]["experiment"])
         tracking.check_store(params["tracking"]["uri"])  # before any data or model loads
-        return params, next(n for n in config.networks(params) if n.name == args.row)
+        return params, next(n for n in config.networks(params) if n.name == args.network)
     params = config.load_params("params.yaml")
     if args.criterion not in params["prune"]["criteria"]:
         raise config.ConfigError(f"--criterion: {args.criterion!r} is not in prune.criteria {params['prune']['criteria']}")

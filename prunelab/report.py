@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import statistics
 from pathlib import Path
@@ -495,8 +494,9 @@ def _paper_rows(df: pd.DataFrame, pct: str, pm: str, arrow: str, times: str = "Ã
 def paper_markdown(df: pd.DataFrame, title: str) -> str:
     shapes = ", ".join(sorted(set(df["input_shape"])))
     lines = [f"# {title}", "",
-             f"Inputs {shapes}. CHIP on every configuration of its results table, and SNPFI's systems at its "
-             "60% FLOPs budget with every criterion (comparison.md gives their differences): our baselines, pruned "
+             f"Inputs {shapes}. Every configuration of CHIP's results table and SNPFI's systems at its 60% FLOPs "
+             "budget, each pruned by the criteria params.yaml gives it (comparison.md sets a row's criteria side by "
+             "side, with their differences): our baselines, pruned "
              "and fine-tuned networks, top-1 of the final epoch; CHIP's reported top-1 beside ours (CHIP reports "
              "the best of several runs and the best epoch; SNPFI's abstract reports no per-network top-1). Counts are computed from the architectures: MACs (conv + "
              "linear multiply-accumulates) and CHIP's thop convention (MACs + conv bias + 2 per BatchNorm element + "
@@ -524,20 +524,19 @@ def paper_latex(df: pd.DataFrame, title: str) -> str:
 
 
 def paper_summary(df: pd.DataFrame) -> str:
-    """JSON: per row, top-1 after and before fine-tuning and the FLOPs reduction; the numbers
-    `dvc metrics show` lists for the paper pipeline (the evaluate files hold the rest)."""
-    out = {r.setting: {"top1": r.pruned_top1, "top1_std": r.pruned_top1_std, "top1_before_finetune": r.top1_before_finetune,
+    """JSON: per pruned network (<row>-<criterion>), top-1 after and before fine-tuning and the
+    FLOPs reduction; the numbers `dvc metrics show` lists for the paper pipeline (the evaluate
+    files hold the rest)."""
+    out = {f"{r.setting}-{r.criterion}": {"top1": r.pruned_top1, "top1_std": r.pruned_top1_std, "top1_before_finetune": r.top1_before_finetune,
                        "flops_paper_reduction_pct": r.flops_paper_reduction_pct} for r in df.itertuples(index=False)}
     return json.dumps(out, indent=2, sort_keys=True) + "\n"
 
 
 def budgets(df: pd.DataFrame) -> pd.DataFrame:
-    """The paper's rows that share a model and a sparsity with another criterion's (SNPFI's
-    systems at 60%), their `setting` renamed to what the rows' names share ('alexnet-f60'), so
-    that comparison() sets them side by side; rows alone at their budget are left out."""
-    groups = df.groupby(["model", "sparsity"], sort=False)["setting"]
-    shared = groups.transform(lambda names: os.path.commonprefix(list(names)).rstrip("-_") or names.iloc[0])
-    return df.assign(setting=shared)[groups.transform("size") > 1]
+    """The paper's rows pruned by more than one criterion (SNPFI's systems at 60%; every row when
+    params.yaml's criteria lists several), which comparison() sets side by side; a row pruned by
+    one criterion alone is left out."""
+    return df[df.groupby(["model", "setting"], sort=False)["criterion"].transform("size") > 1]
 
 
 def write_paper_tables(records: list[dict], out_dir: str | Path, title: str = "CHIP, reproduced") -> dict[str, Path]:
@@ -549,7 +548,8 @@ def write_paper_tables(records: list[dict], out_dir: str | Path, title: str = "C
     shared = budgets(df)
     texts = {"table.md": paper_markdown(df, title), "table.tex": paper_latex(df, title), "table.csv": csv(df),
              "comparison.md": comparison(shared) if len(shared) else
-             "# Criteria compared\n\nNo two rows share a model and a sparsity: nothing to compare.\n",
+             "# Criteria compared\n\nEvery row is pruned by one criterion: nothing to compare. List several in "
+             "params.yaml's criteria (README, \"Reproducing the paper\").\n",
              "summary.json": paper_summary(df)}
     out = {}
     for name, text in texts.items():

@@ -23,10 +23,13 @@ def main() -> None:
     lock = tracking.lock_stages("dvc.lock")
     if config.is_paper(params):  # a stage resolves against its experiment's params
         experiments = {name: config.experiment_params(params, name) for name in params["experiments"]}
-        of_item = {**{e: e for e in experiments}, **{f"{e}-{c}": e for e in experiments for c in params["criteria"]},
-                   **{row: spec["experiment"] for row, spec in params["rows"].items()}}
+        # stage name -> its experiment: train_baseline@resnet56, score@resnet56-chip, prune@resnet56-r1-chip
+        of_stage = {f"{stage}@{e}": e for stage in ("train_baseline", "extract_features") for e in experiments}
+        of_stage |= {f"score@{name}": item["experiment"] for name, item in config.paper_scores(params).items()}
+        of_stage |= {f"{stage}@{name}": item["experiment"] for name, item in config.paper_networks(params).items()
+                     for stage in ("prune", "finetune", "evaluate")}
     else:
-        experiments, of_item = {"": params}, {}
+        experiments, of_stage = {"": params}, {}
 
     @cache
     def dataset(experiment: str) -> tuple[str, str, str | None]:
@@ -34,7 +37,7 @@ def main() -> None:
         return pipeline.dataset_input(p, pipeline.load_data(p))
 
     def restore(name: str, _entry: dict) -> list[tuple]:
-        experiment = of_item.get(name.partition("@")[2], "")
+        experiment = of_stage.get(name, "")
         p = experiments.get(experiment, {"paths": {}})  # the paper's check_params and report: no experiment
         return pipeline.restored_runs(p, name, lock, lambda: dataset(experiment))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from prunelab import checkpoint, config, counting, data, pipeline, recovery, sensitivity, surgery
+from prunelab import checkpoint, config, counting, pipeline, recovery, sensitivity, surgery
 from prunelab.engine import evaluate
 from prunelab.report import DATA_NAMES, METHOD_NAMES, MODEL_NAMES
 from prunelab.sparsity import auto_target, compact, is_auto, parse_sparsity
@@ -31,15 +31,8 @@ def main() -> None:
     shape = pipeline.input_shape(splits)
     # the images top-1 is measured on: sensitivity.images training images, as many per class as
     # the classes allow, drawn by seed, without augmentation (a held-out-free stand-in for validation)
-    batch = params["data"]["eval_batch_size"]
-    if isinstance(splits, data.Splits):
-        n = min(sens["images"], len(splits.y_train))
-        idx = data.balanced_subset(splits.y_train, n, splits.num_classes, params["seed"])  # (n,)
-        measured = data.Loader(splits.x_train[idx], splits.y_train[idx], splits.mean, splits.std, batch, dev)
-    else:  # an image folder: the first images of the seeded training order (its own transform)
-        measured = pipeline.FirstBatches(pipeline.train_loader(splits, batch, params["seed"] + 1, params, dev),
-                                         math.ceil(sens["images"] / batch))
-        n = sum(len(y) for _, y in measured)
+    measured, n = pipeline.training_images_unaugmented(splits, sens["images"], params["seed"],
+                                                       params["data"]["eval_batch_size"], dev)
     # BatchNorm re-estimation: the first sensitivity.bn_images of the seeded training order, the
     # same batches for every network (as the sweep's)
     bn_batch = min(256, sens["bn_images"])

@@ -15,6 +15,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
+sys.path.insert(0, str(ROOT / "tools"))
+from write_pipelines import with_paper_vars  # noqa: E402
+
 # Every device this machine has: tests parametrized over it run on the CPU everywhere (CI) and on
 # CUDA too where there is a GPU, against the same references.
 DEVICES = [pytest.param(torch.device("cpu"), id="cpu")] + (
@@ -44,8 +47,10 @@ def copy_project(dst: Path, **overrides) -> Path:
     return dst
 
 
-def copy_paper_project(dst: Path, **overrides) -> Path:
-    """copy_project plus paper/, with paper/params.yaml updated by overrides and MLflow in paper/."""
+def copy_paper_project(dst: Path, write_vars: bool = True, **overrides) -> Path:
+    """copy_project plus paper/, with paper/params.yaml updated by overrides and MLflow in paper/;
+    paper/dvc.yaml's vars: rewritten for the new params as tools/write_pipelines.py writes them
+    (unless write_vars is false: a user who edited the params and did not run the tool)."""
     copy_project(dst)
     shutil.copytree(ROOT / "paper", dst / "paper",
                     ignore=shutil.ignore_patterns("runs", "mlflow.db", "results", "tmp", "dvc_plots", "dvc.lock"))
@@ -54,6 +59,9 @@ def copy_paper_project(dst: Path, **overrides) -> Path:
     set_params(params, overrides)
     # no anchors in the copy: the resolved values, which DVC and the stages read alike
     (dst / "paper" / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if write_vars:
+        paper_dvc = dst / "paper" / "dvc.yaml"
+        paper_dvc.write_text(with_paper_vars(paper_dvc.read_text(), params))
     return dst
 
 

@@ -14,7 +14,7 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from helpers import BIN, ROOT, copy_paper_project, dvc, env
+from helpers import BIN, ROOT, copy_paper_project, dvc, env, with_paper_vars
 from prunelab import config, models, paper, synthetic
 from prunelab.errors import PrunelabError
 from prunelab.sparsity import parse_sparsity
@@ -64,9 +64,13 @@ def test_one_row_per_pruned_row_of_chips_table(paper_params):
     chip_table = {(a, tuple(parse_sparsity(s))) for a, s, _ in PAPER_ROWS}
     chip_rows = [r for r in paper_params["rows"].values()
                  if (_arch(paper_params, r), tuple(parse_sparsity(r["sparsity"]))) in chip_table]
-    ours = sorted((_arch(paper_params, r), parse_sparsity(r["sparsity"]), r["criterion"]) for r in chip_rows)
-    theirs = sorted((arch, parse_sparsity(s), "chip") for arch, s, _ in PAPER_ROWS)
+    ours = sorted((_arch(paper_params, r), parse_sparsity(r["sparsity"])) for r in chip_rows)
+    theirs = sorted((arch, parse_sparsity(s)) for arch, s, _ in PAPER_ROWS)
     assert ours == theirs and len(ours) == 12
+    # pruned by params.yaml's criteria, CHIP by default: each is a network of CHIP's table
+    assert paper_params["criteria"] == ["chip"] and not any("criteria" in r for r in chip_rows)
+    assert sum(n["criterion"] == "chip" and n["row"] in {k for k, r in paper_params["rows"].items() if r in chip_rows}
+               for n in config.paper_networks(paper_params).values()) == 12
     assert sorted((a, parse_sparsity(s), t) for a, s, t in paper.CHIP_ROWS if s is not None) == \
         sorted((a, parse_sparsity(s), t) for a, s, t in PAPER_ROWS)
 
@@ -78,19 +82,16 @@ def test_snpfis_systems_at_60_percent_with_every_criterion(paper_params):
     chip_table = {(a, tuple(parse_sparsity(s))) for a, s, _ in PAPER_ROWS}
     others = [r for r in paper_params["rows"].values()
               if (_arch(paper_params, r), tuple(parse_sparsity(r["sparsity"]))) not in chip_table]
-    by_arch: dict[str, list[dict]] = {}
-    for r in others:
-        by_arch.setdefault(_arch(paper_params, r), []).append(r)
-    assert set(by_arch) == set(SNPFI_SYSTEMS)
-    for arch, rows in by_arch.items():
-        exp = paper_params["experiments"][rows[0]["experiment"]]
+    by_arch = {_arch(paper_params, r): r for r in others}
+    assert set(by_arch) == set(SNPFI_SYSTEMS) and len(others) == 3  # one row each, pruned by its own criteria
+    for arch, row in by_arch.items():
+        exp = paper_params["experiments"][row["experiment"]]
         assert exp["data"]["name"] == SNPFI_SYSTEMS[arch]
-        assert sorted(r["criterion"] for r in rows) == ["chip", "hrank", "l1", "random", "snpfi"], arch
-        assert len({r["sparsity"] for r in rows}) == 1 and len({r["experiment"] for r in rows}) == 1, arch
+        assert sorted(row["criteria"]) == ["chip", "hrank", "l1", "random", "snpfi"], arch
         shape = (1, 28, 28) if SNPFI_SYSTEMS[arch] == "mnist" else (3, 224, 224) if arch == "resnet50" else (3, 32, 32)
         classes = 1000 if arch == "resnet50" else 10
         base = models.build_model(arch, None, shape[0], classes)
-        pruned = models.build_model(arch, models.pruned_widths(arch, parse_sparsity(rows[0]["sparsity"])), shape[0], classes)
+        pruned = models.build_model(arch, models.pruned_widths(arch, parse_sparsity(row["sparsity"])), shape[0], classes)
         flops = [oracles.flops_paper(net, shape) for net in (base, pruned)]
         assert 59.5 <= 100 * (1 - flops[1] / flops[0]) <= 61, (arch, flops)
         macs = []
@@ -100,7 +101,7 @@ def test_snpfis_systems_at_60_percent_with_every_criterion(paper_params):
             macs.append(fc.get_total_flops() // 2)
         assert 59.5 <= 100 * (1 - macs[1] / macs[0]) <= 61, (arch, macs)
     assert sorted((a, d, parse_sparsity(s)) for a, d, s in paper.SNPFI_ROWS) == sorted(
-        (arch, SNPFI_SYSTEMS[arch], parse_sparsity(rows[0]["sparsity"])) for arch, rows in by_arch.items())
+        (arch, SNPFI_SYSTEMS[arch], parse_sparsity(row["sparsity"])) for arch, row in by_arch.items())
 
 
 def test_recipes_are_papers(paper_params):
@@ -126,8 +127,21 @@ def test_an_experiment_resolves_to_the_default_pipelines_params(paper_params):
     assert p["paths"]["baseline"] == "runs/resnet110/baseline.pt" and p["paths"]["data"] == "../data"
     assert list(p["prune"]["settings"]) == ["resnet110-r1", "resnet110-r2", "resnet110-r3"]
     nets = config.networks(p)
-    assert [n.name for n in nets] == list(p["prune"]["settings"]) and {n.criterion for n in nets} == {"chip"}
-    assert config.finetuned_file(p, nets[0], 0) == Path("runs/resnet110/finetuned/resnet110-r1/seed0.pt")
+    assert [n.name for n in nets] == [f"{s}-chip" for s in p["prune"]["settings"]] and {n.criterion for n in nets} == {"chip"}
+    assert p["prune"]["criteria"] == ["chip"]  # the scores its rows prune with, nothing more
+    assert config.finetuned_file(p, nets[0], 0) == Path("runs/resnet110/finetuned/resnet110-r1-chip/seed0.pt")
+    # a row's own criteria replace the file's: SNPFI's systems, every criterion from one baseline
+    alex = config.experiment_params(paper_params, "alexnet")
+    assert [n.name for n in config.networks(alex)] == [f"alexnet-f60-{c}" for c in ("snpfi", "chip", "hrank", "l1", "random")]
+    assert alex["prune"]["criteria"] == ["snpfi", "chip", "hrank", "l1", "random"]
+    # criteria: [chip, l1] multiplies CHIP's rows, and adds l1 to ResNet-50's scores once (r1-r4 and f60 share them)
+    two = {**paper_params, "criteria": ["chip", "l1"]}
+    assert [n.name for n in config.networks(config.experiment_params(two, "resnet110"))] == [
+        f"resnet110-r{i}-{c}" for i in (1, 2, 3) for c in ("chip", "l1")]
+    assert config.experiment_params(two, "resnet50")["prune"]["criteria"] == ["chip", "l1", "snpfi", "hrank", "random"]
+    assert len(config.paper_networks(two)) == 12 * 2 + 3 * 5
+    assert [k for k in config.paper_scores(two) if k.startswith("resnet50-")] == [
+        f"resnet50-{c}" for c in ("chip", "l1", "snpfi", "hrank", "random")]
     smoke = config.experiment_params({**paper_params, "smoke": True}, "resnet50")
     assert smoke["paths"]["data"] == "runs/smoke-data/imagenet"
     assert smoke["model"]["pretrained"] == "runs/smoke-data/resnet50-weights.pth"
@@ -138,14 +152,18 @@ def test_an_experiment_resolves_to_the_default_pipelines_params(paper_params):
 
 
 @pytest.mark.parametrize("edit,message", [
-    ({"rows": {"x": {"experiment": "resnet57", "criterion": "chip", "sparsity": "[0.]"}}},
+    ({"rows": {"x": {"experiment": "resnet57", "sparsity": "[0.]"}}},
      "rows.x.experiment: 'resnet57' is not allowed"),
-    ({"rows": {"x": {"experiment": "vgg16", "criterion": "chip", "sparsity": "[0.3]*11"}}},
+    ({"rows": {"x": {"experiment": "vgg16", "sparsity": "[0.3]*11"}}},
      "rows.x.sparsity: vgg16 takes 12 rates"),
-    ({"rows": {"x": {"experiment": "vgg16", "sparsity": "[0.3]*12"}}}, "rows.x.criterion: missing"),
-    ({"criteria": ["chip"], "rows": {"x": {"experiment": "vgg16", "criterion": "hrank", "sparsity": "[0.3]*12"}}},
-     "rows.x.criterion: 'hrank' is not allowed; allowed: chip"),
+    ({"rows": {"x": {"experiment": "vgg16", "criterion": "chip", "sparsity": "[0.3]*12"}}},
+     "rows.x.criterion: unknown key; allowed: experiment, sparsity, criteria"),
+    ({"rows": {"x": {"experiment": "vgg16", "sparsity": "[0.3]*12", "criteria": ["l1", "taylor"]}}},
+     "rows.x.criteria: 'taylor' is not allowed"),
+    ({"rows": {"x": {"experiment": "vgg16", "sparsity": "[0.3]*12", "criteria": []}}},
+     "rows.x.criteria: must be a non-empty list"),
     ({"criteria": ["chip", "taylor"]}, "criteria: 'taylor' is not allowed"),
+    ({"criteria": ["chip", "l1", "chip"]}, "criteria: lists a criterion twice"),
     ({"seeds": [0, 0]}, "seeds: must be a non-empty list of distinct integers"),
     ({"smoke": "yes"}, "smoke: must be true or false"),
 ])
@@ -157,15 +175,39 @@ def test_bad_paper_params_are_named(paper_params, edit, message):
             config.experiment_params(bad, name)
 
 
-def test_dvc_yaml_has_a_stage_per_experiment_and_per_row(tmp_path, paper_params):
-    project = copy_paper_project(tmp_path / "p")
+def test_dvc_yaml_s_vars_are_the_params_rows_times_criteria():
+    """paper/dvc.yaml as tools/write_pipelines.py writes it from paper/params.yaml (not stale)."""
+    paper = config.load_paper(PAPER_PARAMS)
+    text = (ROOT / "paper" / "dvc.yaml").read_text()
+    assert text == with_paper_vars(text, paper), "paper/dvc.yaml is stale: run tools/write_pipelines.py"
+    config.check_paper_dvc_yaml(paper, ROOT / "paper" / "dvc.yaml")
+    assert yaml.safe_load(text)["vars"] == [{"scores": config.paper_scores(paper)}, {"networks": config.paper_networks(paper)}]
+
+
+def test_a_stale_dvc_yaml_is_refused(tmp_path, paper_params):
+    (tmp_path / "dvc.yaml").write_text((ROOT / "paper" / "dvc.yaml").read_text())
+    config.check_paper_dvc_yaml(paper_params, tmp_path / "dvc.yaml")
+    for edit in ({"criteria": ["chip", "l1"]},
+                 {"rows": {**paper_params["rows"], "vgg16-r4": {"experiment": "vgg16", "sparsity": "[0.5]*12"}}}):
+        with pytest.raises(PrunelabError, match=re.escape("its scores and networks are not params.yaml's rows x "
+                                                          "criteria; run `python tools/write_pipelines.py`")):
+            config.check_paper_dvc_yaml({**paper_params, **edit}, tmp_path / "dvc.yaml")
+
+
+@pytest.mark.parametrize("criteria", [["chip"], ["chip", "hrank", "l1", "random"]])
+def test_dvc_yaml_has_a_stage_per_experiment_and_per_network(tmp_path, paper_params, criteria):
+    """`criteria: [chip, hrank, l1, random]` (the README's line) gives every row x criterion a prune,
+    finetune and evaluate stage, and each experiment one score stage per criterion its rows use."""
+    project = copy_paper_project(tmp_path / "p", criteria=criteria)
     names = set(dvc(project, "stage", "list", "--name-only", cwd=project / "paper").stdout.split())
     experiments, rows = paper_params["experiments"], paper_params["rows"]
+    of_row = {r: spec.get("criteria", criteria) for r, spec in rows.items()}
     expected = {f"{s}@{e}" for s in ("train_baseline", "extract_features") for e in experiments}
-    expected |= {f"score@{e}-{c}" for e in experiments for c in paper_params["criteria"]}
-    expected |= {f"{s}@{r}" for s in ("prune", "finetune", "evaluate") for r in rows}
+    expected |= {f"score@{rows[r]['experiment']}-{c}" for r, cs in of_row.items() for c in cs}
+    expected |= {f"{s}@{r}-{c}" for s in ("prune", "finetune", "evaluate") for r, cs in of_row.items() for c in cs}
     expected |= {"check_params", "report", "mlflow_sync"}
     assert names == expected
+    assert sum(n.startswith("prune@") for n in names) == 12 * len(criteria) + 3 * 5
     report_deps = yaml.safe_load((ROOT / "paper" / "dvc.yaml").read_text())["stages"]["report"]["deps"]
     assert {f"${{paths.runs}}/{e}/metrics/evaluate" for e in experiments} <= set(report_deps)
 
@@ -185,20 +227,56 @@ def test_synthetic_datasets_load_through_the_real_loaders(tmp_path):
     assert folder.num_classes == 4 and len(folder.train) == 16 and len(folder.val) == 8
 
 
-def test_smoke_mode_reproduces_every_row(tmp_path, paper_params):
-    """`cd paper && dvc repro` in smoke mode with two fine-tuning seeds: every row in the table,
-    the paper's top-1 beside ours, ResNet-56 counts equal to the paper's, every CIFAR row's counts
-    equal to torch's FLOP counter and the thop convention's definition (tests/oracles.py), the
-    speed-up the evaluate stage's latencies give; cached on a rerun; the same table from MLflow."""
-    project = copy_paper_project(tmp_path / "p", smoke=True, seeds=[0, 1])
+def test_params_edited_without_the_tool_stop_at_check_params(tmp_path):
+    """criteria: edited, tools/write_pipelines.py not run: `dvc repro` stops at check_params with
+    one line naming the tool, and no other stage runs."""
+    project = copy_paper_project(tmp_path / "p", write_vars=False, smoke=True, criteria=["chip", "l1"])
+    r = dvc(project, "repro", cwd=project / "paper", check=False)
+    assert r.returncode != 0
+    assert re.findall(r"Running stage '([^']+)'", r.stdout) == ["check_params"]
+    errors = [line for line in (r.stdout + r.stderr).splitlines() if line.startswith("error: ")]
+    assert errors == ["error: dvc.yaml: its scores and networks are not params.yaml's rows x criteria; run "
+                      "`python tools/write_pipelines.py` from the repository root, then `dvc repro` again"]
+    assert not (project / "paper" / "runs").exists()
+
+
+def test_a_criterion_added_later_reuses_the_baseline_scores_and_networks(tmp_path):
+    """criteria: [chip] run, then [chip, l1] (the tool re-run): DVC runs L1's score and L1's
+    networks only; the baseline, CHIP's score and CHIP's networks are reused as they are."""
+    project = copy_paper_project(tmp_path / "p", smoke=True)
+    paper = project / "paper"
+    first = dvc(project, "repro", "evaluate@resnet56-r1-chip", cwd=paper).stdout
+    assert re.findall(r"Running stage '([^']+)'", first) == [
+        "check_params", "train_baseline@resnet56", "extract_features@resnet56", "score@resnet56-chip",
+        "prune@resnet56-r1-chip", "finetune@resnet56-r1-chip", "evaluate@resnet56-r1-chip"]
+    params = yaml.safe_load((paper / "params.yaml").read_text())
+    params["criteria"] = ["chip", "l1"]
+    (paper / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (paper / "dvc.yaml").write_text(with_paper_vars((paper / "dvc.yaml").read_text(), params))
+    again = dvc(project, "repro", "evaluate@resnet56-r1-chip", "evaluate@resnet56-r1-l1", cwd=paper).stdout
+    # extract_features re-runs (its params name criteria: which statistics to stream) and writes
+    # the same features, so CHIP's score and network are not run again
+    assert re.findall(r"Running stage '([^']+)'", again) == [
+        "check_params", "extract_features@resnet56", "score@resnet56-l1",
+        "prune@resnet56-r1-l1", "finetune@resnet56-r1-l1", "evaluate@resnet56-r1-l1"]
+
+
+def test_smoke_mode_reproduces_every_row_with_two_criteria(tmp_path, paper_params):
+    """`cd paper && dvc repro` in smoke mode with two fine-tuning seeds and criteria [chip, l1]:
+    every row x criterion in the table, the paper's top-1 beside CHIP's, ResNet-56 counts equal to
+    the paper's, every CIFAR row's counts equal to torch's FLOP counter and the thop convention's
+    definition (tests/oracles.py), the speed-up the evaluate stage's latencies give, each row's
+    criteria compared with intervals; cached on a rerun; the same table from MLflow."""
+    project = copy_paper_project(tmp_path / "p", smoke=True, seeds=[0, 1], criteria=["chip", "l1"])
     r = dvc(project, "repro", cwd=project / "paper")
     assert "Running stage 'report'" in r.stdout and "restored from the tracked files" in r.stdout
     results = project / "paper" / "results"
     table = list(csv.DictReader(io.StringIO((results / "table.csv").read_text())))
-    assert len(table) == len(paper_params["rows"]) == 27
+    expected = [(row, c) for row, spec in paper_params["rows"].items() for c in spec.get("criteria", ["chip", "l1"])]
+    assert [(row["setting"], row["criterion"]) for row in table] == expected and len(table) == 12 * 2 + 3 * 5
     for row in table:
         spec = paper_params["rows"][row["setting"]]
-        assert row["criterion"] == spec["criterion"]
+        name = f"{row['setting']}-{row['criterion']}"
         reported = next((t for a, s, t in PAPER_ROWS if a == row["model"] and parse_sparsity(s) == parse_sparsity(row["sparsity"])),
                         None)
         if reported is not None and row["criterion"] == "chip":  # CHIP's rows: its reported top-1 beside ours
@@ -207,11 +285,11 @@ def test_smoke_mode_reproduces_every_row(tmp_path, paper_params):
             assert row["paper_pruned_top1"] == ""
         assert row["seeds"] == "0 1" and len(row["pruned_top1_per_seed"].split()) == 2
         runs = project / "paper" / paper_params["paths"]["runs"] / spec["experiment"]
-        record = json.loads((runs / "metrics" / "evaluate" / f"{row['setting']}.json").read_text())
+        record = json.loads((runs / "metrics" / "evaluate" / f"{name}.json").read_text())
         assert float(row["speedup_cpu_b2"]) == pytest.approx(
             record["latency_cpu_b2_baseline_ms"] / record["latency_cpu_b2_pruned_ms"], rel=1e-6)
         if row["criterion"] == "snpfi":  # its own widths, for the MACs reduction of the row's rates
-            pruned = json.loads((runs / "metrics" / "prune" / f"{row['setting']}.json").read_text())
+            pruned = json.loads((runs / "metrics" / "prune" / f"{name}.json").read_text())
             assert abs(pruned["reached_macs_reduction_pct"] - pruned["target_macs_reduction_pct"]) < 5, pruned
             assert float(row["macs_reduction_pct"]) == pytest.approx(pruned["reached_macs_reduction_pct"], abs=1e-6)
         elif row["model"] != "resnet50":  # the counts of the dataset's input: CIFAR-10's, or MNIST's for AlexNet
@@ -220,22 +298,24 @@ def test_smoke_mode_reproduces_every_row(tmp_path, paper_params):
                                      shape[0])
             with torch.no_grad(), FlopCounterMode(display=False) as fc:
                 net.eval()(torch.zeros(1, *shape))
-            assert int(row["params"]) == sum(t.numel() for t in net.parameters()), row["setting"]
-            assert int(row["macs"]) == fc.get_total_flops() // 2, row["setting"]
-            assert int(row["flops_paper"]) == oracles.flops_paper(net, shape), row["setting"]
+            assert int(row["params"]) == sum(t.numel() for t in net.parameters()), name
+            assert int(row["macs"]) == fc.get_total_flops() // 2, name
+            assert int(row["flops_paper"]) == oracles.flops_paper(net, shape), name
             if row["model"] == "resnet56":
                 assert (int(row["params"]), int(row["flops_paper"])) == PAPER_RESNET56_COUNTS[row["sparsity"]]
-    # SNPFI's systems: the five criteria side by side, each against random and CHIP, paired by seed
+    # every row's criteria side by side: SNPFI's systems, each of the five against random and CHIP;
+    # CHIP's rows, L1 against CHIP; after fine-tuning paired by seed
     comparison = (results / "comparison.md").read_text()
-    for name in ("AlexNet, setting alexnet-f60", "MobileNetV1, setting mobilenet_v1-f60", "ResNet-50, setting resnet50-f60"):
-        assert f"## {name}: " in comparison
-    assert "resnet56" not in comparison  # CHIP's rows have one criterion each: nothing to compare
+    headings = re.findall(r"^## \S+, setting (\S+): ", comparison, re.MULTILINE)
+    assert headings == list(paper_params["rows"])
     after = "".join(part.split("| Difference before fine-tuning |")[0] for part in comparison.split("\n## "))
-    differences = re.findall(r"^\| (\w+) − (\w+) \| [^|]+ \| [^|]+ \| 2 seeds \| [^|]+ \|$", after, re.MULTILINE)
-    assert len(differences) == 3 * (4 + 3), differences  # per system: 4 against random, 3 more against CHIP
+    differences = re.findall(r"^\| ([\w-]+) − (\w+) \| [^|]+ \| [^|]+ \| 2 seeds \| [^|]+ \|$", after, re.MULTILINE)
+    assert differences.count(("L1", "CHIP")) == 12 + 3 and len(differences) == 12 + 3 * (4 + 3), differences
     # before fine-tuning, random's two draws are two pruned networks: its differences pair by seed
     # where the draws answer differently, and every other pair by test image
-    assert comparison.count("| Difference before fine-tuning |") == 3
+    assert comparison.count("| Difference before fine-tuning |") == 15
+    summary = json.loads((results / "summary.json").read_text())
+    assert list(summary) == sorted(f"{row}-{c}" for row, c in expected)
     md = (results / "table.md").read_text()
     assert "smoke mode" in md and "mean ± sample standard deviation" in md and "94.50" in md
     assert "the paper reports the best run" in md and "Speed-up, CPU (batch 1 / 2)" in md
@@ -244,3 +324,19 @@ def test_smoke_mode_reproduces_every_row(tmp_path, paper_params):
     subprocess.run([str(BIN / "prunelab"), "table", "--from-mlflow"], cwd=project / "paper", env=env(project), check=True,
                    capture_output=True)
     assert {p.name: p.read_bytes() for p in results.iterdir()} == before
+
+
+def test_readme_s_criteria_line_and_its_network_counts(paper_params):
+    """The README's recipe for comparing the criteria on CHIP's rows: its criteria line is
+    accepted, and the network counts it and the smoke-mode paragraph give are params.yaml's."""
+    readme = (ROOT / "README.md").read_text()
+    line = re.search(r"^criteria: (\[[^\]]*\]) +# in paper/params.yaml", readme, re.MULTILINE).group(1)
+    four = {**paper_params, "criteria": yaml.safe_load(line)}
+    config.validate_paper(four)
+    assert four["criteria"] == ["chip", "hrank", "l1", "random"]
+    chip_rows = sum("criteria" not in r for r in paper_params["rows"].values())
+    snpfi = [len(r["criteria"]) for r in paper_params["rows"].values() if "criteria" in r]
+    assert (f"# {chip_rows} rows x 4 criteria + SNPFI's {len(snpfi)} x {snpfi[0]} = "
+            f"{len(config.paper_networks(four))} networks") in readme
+    two = {**paper_params, "criteria": ["chip", "l1"]}
+    assert f"`criteria: [chip, l1]`:\n  every row × criterion, {len(config.paper_networks(two))} networks" in readme

@@ -82,14 +82,14 @@ def test_several_seeds_show_mean_and_spread_and_say_the_paper_reports_its_best(t
 
 def test_paper_table_puts_the_papers_top1_beside_ours(tmp_path):
     rows = [record(setting="resnet56-r1"), record(model="vgg16", setting="vgg16-r9", sparsity="[0.5]*12"),
-            record(criterion="hrank", setting="resnet56-r1-hrank")]
+            record(criterion="hrank", setting="resnet56-r1")]
     out = report.write_paper_tables(rows, tmp_path)
     md = out["table.md"].read_text()
     assert "| ResNet-56 | CHIP | `[0.]+[0.15]*2+[0.4]*27` | 93.26 | 94.16 | +0.90 | 93.26 → 94.16 | 0.49M (43.1%) |" in md
     assert "| VGG-16 | CHIP | `[0.5]*12` | 93.26 | 94.16 | +0.90 | – |" in md  # no such row in the paper
     # CHIP's reported top-1 is CHIP's, not another criterion's at the same rates
     assert "| ResNet-56 | HRank | `[0.]+[0.15]*2+[0.4]*27` | 93.26 | 94.16 | +0.90 | – |" in md
-    # the two criteria at one model and sparsity are compared, under the name their rows share
+    # the two criteria of one row are compared, under the row's name
     comparison = out["comparison.md"].read_text()
     assert "## ResNet-56, setting resnet56-r1: `[0.]+[0.15]*2+[0.4]*27`" in comparison and "VGG-16" not in comparison
     assert r"93.26 $\to$ 94.16" in out["table.tex"].read_text()

@@ -241,3 +241,35 @@ def test_bad_sensitivity_and_auto_params_are_refused_by_name(overrides, key, all
 def test_an_auto_spec_is_never_read_as_rates():
     with pytest.raises(PrunelabError, match="^prune.settings.auto: 'auto:r2' is an auto: setting"):
         parse_sparsity("auto:r2", "prune.settings.auto")
+
+
+def test_measured_training_images_are_balanced_unaugmented_and_seeded(tmp_path):
+    """What the stage measures on: on data held in memory, the balanced draw's images as they are;
+    on an image folder, the same draw over its training files, each seen through the validation
+    transform (centre crop, no flip), recomputed here from the files with torchvision by hand."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from prunelab import synthetic
+
+    digits = data.load_dataset("digits", None, None, image_size=8)
+    loader, n = pipeline.training_images_unaugmented(digits, 50, 3, 16, torch.device("cpu"))
+    idx = data.balanced_subset(digits.y_train, 50, 10, 3)
+    x, y = map(torch.cat, zip(*loader))
+    assert n == 50 and torch.equal(y, digits.y_train[idx])
+    plain = data.Loader(digits.x_train[idx], digits.y_train[idx], digits.mean, digits.std, 50)  # in order, unaugmented
+    assert torch.equal(x, next(iter(plain))[0])
+    assert pipeline.training_images_unaugmented(digits, 10**6, 3, 16, torch.device("cpu"))[1] == len(digits.y_train)
+
+    synthetic.write_dataset("imagenet", tmp_path / "i")
+    folder = data.FolderSplits(tmp_path / "i", image_size=24, resize=28, num_workers=0)
+    loader, n = pipeline.training_images_unaugmented(folder, 6, 5, 4, torch.device("cpu"))
+    x, y = map(torch.cat, zip(*loader))
+    again = torch.cat([b for b, _ in loader])
+    assert n == 6 and x.shape == (6, 3, 24, 24) and torch.equal(x, again)  # no random crop or flip
+    assert sorted(np.bincount(y.numpy(), minlength=4).tolist()) == [1, 1, 2, 2]  # 4 classes, 6 images
+    idx = data.balanced_subset(torch.tensor(folder.train.targets), 6, 4, 5)
+    by_hand = T.Compose([T.Resize(28), T.CenterCrop(24), T.ToTensor(), T.Normalize(data.IMAGENET_MEAN, data.IMAGENET_STD)])
+    expected = torch.stack([by_hand(Image.open(folder.train.samples[i][0]).convert("RGB")) for i in idx.tolist()])
+    torch.testing.assert_close(x, expected)
+    assert y.tolist() == [folder.train.samples[i][1] for i in idx.tolist()]
