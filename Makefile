@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 .PHONY: setup repro test clean fashion-data
 
 $(UV):
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools uv==$(UV_VERSION)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target .tools uv==$(UV_VERSION)
 
 # --compile-bytecode: every stage is a fresh process; without .pyc files (PYTHONDONTWRITEBYTECODE
 # is set on some machines) each one recompiles torch, torchvision and mlflow: about 10 s apiece.
