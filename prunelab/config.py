@@ -1,6 +1,8 @@
 """params.yaml: load, validate every key (one-line errors naming the key), and derive paths.
 
-The only module that knows the file's layout; stages pass plain values on to the library.
+The only module that knows the file's layout; stages pass plain values on to the library. The
+layout is declared as pydantic models (Params, Paper); validation returns the file's own dicts,
+which the stages read.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WrapValidator, model_validator
+from pydantic_core import PydanticCustomError
 
 from prunelab import models, sweep
 from prunelab.criteria import CRITERIA, SHAPLEY_CRITERIA
@@ -30,80 +34,67 @@ class ConfigError(PrunelabError):
     pass
 
 
-def _choice(*allowed):
-    def check(key, v):
-        if v not in allowed:
-            raise ConfigError(f"{key}: {short(v)} is not allowed; allowed: {', '.join(map(str, allowed))}")
-    return check
+# --- The schema, declared with pydantic. Strict: YAML already gives every value its type, so
+# nothing is coerced ('3' is not 3, true is not 1). Each constrained type carries the phrase its
+# error shows, so a failure reads "<key>: must be an integer in [1, 4096], got 5000" whatever
+# pydantic's own wording. Checks that span sections (a model's input size, a setting's rate
+# count, auto: settings) follow in validate().
 
 
-def _int(lo: int, hi: int):
-    def check(key, v):
-        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-            raise ConfigError(f"{key}: must be an integer in [{lo}, {hi}], got {short(v)}")
-    return check
+def _phrased(base: Any, phrase: str, *checks: Callable[[Any], Any], kind: str = "value", **constraints) -> Any:
+    """`base` under pydantic's `constraints` and then `checks` (each raises ValueError); any
+    failure is one error, shown as '<key>: <phrase>, got <value>' (kind 'value') or '<key>:
+    <value> <phrase>' (kind 'choice')."""
+    def rephrase(v, handler):
+        try:
+            return handler(v)
+        except ValidationError:  # pydantic's own checks, and `checks` raising ValueError
+            raise PydanticCustomError("prunelab", "{phrase}", {"phrase": phrase, "kind": kind}) from None
+    return Annotated[base, Field(**constraints), *map(AfterValidator, checks), WrapValidator(rephrase)]
 
 
-def _float(lo: float, hi: float, lo_open: bool = False, hi_open: bool = True):
-    def check(key, v):
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-        ok = ok and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-        if not ok:
-            raise ConfigError(f"{key}: must be a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}, got {short(v)}")
-    return check
+def _one_of(*allowed) -> Any:
+    return _phrased(Literal[allowed], f"is not allowed; allowed: {', '.join(map(str, allowed))}", kind="choice")
 
 
-def _str(key, v):
-    if not isinstance(v, str) or not v:
-        raise ConfigError(f"{key}: must be a non-empty string, got {short(v)}")
+def _int_in(lo: int, hi: int) -> Any:
+    return _phrased(int, f"must be an integer in [{lo}, {hi}]", ge=lo, le=hi)
 
 
-def _optional_str(key, v):
-    if v is not None:
-        _str(key, v)
+def _number_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = True) -> Any:
+    bounds = {"gt" if lo_open else "ge": lo, "lt" if hi_open else "le": hi}
+    return _phrased(float, f"must be a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}", **bounds)
 
 
-def _optional_train_subset(key, v):  # its lower bound, the dataset's classes: _train_subset
-    if v is not None:
-        _int(1, MAX_TRAIN_SUBSET)(key, v)
+def _distinct(items: list) -> list:
+    if len(set(items)) != len(items):  # items already validated: ints, floats or strings
+        raise ValueError("repeated item")
+    return items
 
 
-def _bool(key, v):
-    if not isinstance(v, bool):
-        raise ConfigError(f"{key}: must be true or false, got {short(v)}")
+def _distinct_list(item: Any, phrase: str, lo: int, hi: int | None) -> Any:
+    return _phrased(list[item], phrase, _distinct, min_length=lo, max_length=hi)
 
 
-def _criteria(key, v):
-    if not isinstance(v, list) or not v:
-        raise ConfigError(f"{key}: must be a non-empty list; allowed items: {', '.join(CRITERIA)}")
-    for c in v:
-        _choice(*CRITERIA)(key, c)
-    if len(set(v)) != len(v):  # each names pruned networks, stages and files: a repeat would collide
-        raise ConfigError(f"{key}: lists a criterion twice: {short(v)}")
+def _launcher_command(v: str) -> str:
+    if not v.split() or v.split()[0] not in ("python", "torchrun"):
+        raise ValueError("not a launcher")
+    return v
 
 
-def _settings(key, v):
-    if not isinstance(v, dict) or not v:
-        raise ConfigError(f"{key}: must map setting names to sparsity specs, e.g. r1: '[0.]+[0.15]*2+[0.4]*27'")
-    for name, spec in v.items():
-        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(f"{key}: setting name {short(name)} must be letters, digits, '-' and '_'")
-        if is_auto(spec):
-            auto_target(spec, f"{key}.{name}", v)
-        else:
-            parse_sparsity(spec, f"{key}.{name}")
+def _is_name(v: Any) -> bool:
+    """Letters, digits, '-' and '_': a part of file, folder and stage names."""
+    return isinstance(v, str) and v.replace("_", "").replace("-", "").isalnum()
 
 
-def _launcher(key, v):
-    if not isinstance(v, str) or not v.split() or v.split()[0] not in ("python", "torchrun"):
-        raise ConfigError(f"{key}: must be 'python' or a torchrun command such as "
-                          f"'torchrun --standalone --nproc_per_node=4', got {short(v)}")
+def _name(v: str) -> str:
+    if not _is_name(v):
+        raise ValueError("not a name")
+    return v
 
 
-def _channels_last(key, v):
-    if v not in ("auto", True, False):
-        raise ConfigError(f"{key}: {short(v)} is not allowed; allowed: auto, true, false")
-
+Text = _phrased(str, "must be a non-empty string", min_length=1)
+Flag = _phrased(bool, "must be true or false")
 
 # Upper bounds, checked before anything is allocated (the params check of a hostile file stays
 # fast; a typo fails in the check, not in an allocation hours later):
@@ -132,83 +123,159 @@ MAX_IMAGE_SIZE = {**FIXED_SIZES, "digits": 64, "imagenet": 512}
 # data.train_subset: the largest training split held in memory, (Fashion-)MNIST's; a dataset's
 # own split size is checked when it is loaded (digits' depends on data.test_fraction).
 MAX_TRAIN_SUBSET = 60_000
-
-ENGINE = {"launcher": _launcher, "amp": _choice(*AMP_MODES), "channels_last": _channels_last, "compile": _bool,
-          "sync_bn": _bool}
-
-
-def _batch_sizes(key, v):
-    if not isinstance(v, list) or not v or len(v) > MAX_LATENCY_BATCHES or any(
-            isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= MAX_BATCH for b in v):
-        raise ConfigError(f"{key}: must be a list of 1 to {MAX_LATENCY_BATCHES} integers in [1, {MAX_BATCH}], "
-                          f"got {short(v)}")
-
-
-PATH_KEYS = ("data", "baseline", "features", "scores", "pruned", "finetuned", "metrics", "results")
-
-_RECIPE = {
-    "epochs": _int(1, MAX_EPOCHS), "batch_size": _int(1, MAX_BATCH), "lr": _float(0, 10, lo_open=True),
-    "momentum": _float(0, 1), "weight_decay": _float(0, 1), "warmup_epochs": _float(0, MAX_EPOCHS, hi_open=False),
-    "label_smoothing": _float(0, 1),
-}
-
-
-@dataclass(frozen=True)
-class Omittable:
-    """A key a params file may leave out (paper/'s experiments have no sweep stage); checked
-    against `schema` when present."""
-    schema: Any
-
-
 MAX_SWEEP_RATIOS = 50  # sweep.ratios: every ratio prunes and evaluates every criterion's networks
-
-
-def _ratios(key, v):
-    if not isinstance(v, list) or not 1 <= len(v) <= MAX_SWEEP_RATIOS or len(set(map(str, v))) != len(v):
-        raise ConfigError(f"{key}: must be a list of 1 to {MAX_SWEEP_RATIOS} distinct ratios in [0, 1), got {short(v)}")
-    for r in v:
-        _float(0, 1)(key, r)
-
-
 MAX_SENSITIVITY_RATES = 20  # sensitivity.rates: every rate prunes and evaluates once per rate slot
 
-
-def _sensitivity_rates(key, v):
-    if not isinstance(v, list) or not 1 <= len(v) <= MAX_SENSITIVITY_RATES or sorted(set(map(str, v))) != sorted(map(str, v)):
-        raise ConfigError(f"{key}: must be a list of 1 to {MAX_SENSITIVITY_RATES} distinct rates in (0, 1), got {short(v)}")
-    for r in v:
-        _float(0, 1, lo_open=True)(key, r)
-
-
-def _schemes(key, v):
-    if not isinstance(v, list) or not v or len(set(map(str, v))) != len(v) or not all(isinstance(s, str) for s in v):
-        raise ConfigError(f"{key}: must be a non-empty list of distinct names: inner, or prune.settings names")
+Seed = _int_in(0, MAX_SEED)
+Seeds = _distinct_list(Annotated[int, Field(ge=0, le=MAX_SEED)], "must be a non-empty list of distinct integers in "
+                       f"[0, {MAX_SEED}], at most {MAX_SEEDS} of them", 1, MAX_SEEDS)
+Criteria = _distinct_list(Literal[tuple(CRITERIA)], f"must be a non-empty list of distinct criteria; allowed: "
+                          f"{', '.join(CRITERIA)}", 1, len(CRITERIA))
+Batch = _int_in(1, MAX_BATCH)
+Epochs = _int_in(1, MAX_EPOCHS)
+Images = _int_in(1, MAX_TRAIN_SUBSET)  # training images held in memory at once
+Name = _phrased(str, "must be letters, digits, '-' and '_'", _name, min_length=1)
 
 
-SCHEMA: dict[str, Any] = {
-    "seed": _int(0, MAX_SEED),                # the baseline, the feature images, the scores
-    "seeds": lambda key, v: _seed_list(key, v),  # fine-tuning runs per network (same seed, same data order)
-    "device": _choice(*DEVICES),
-    "engine": ENGINE,
-    "paths": {k: _str for k in PATH_KEYS},
-    "tracking": {"uri": _str, "experiment": _str},
-    "data": {"name": _choice(*DATASETS), "image_size": _int(4, max(MAX_IMAGE_SIZE.values())), "test_fraction": _float(0, 1, lo_open=True),
-             "download": _bool, "eval_batch_size": _int(1, MAX_BATCH), "train_subset": _optional_train_subset},
-    "model": {"arch": _choice(*models.ARCHS), "pretrained": _optional_str},
-    "train": _RECIPE,
-    "features": {"num_images": _int(1, MAX_FEATURE_IMAGES), "batch_size": _int(1, MAX_BATCH), "save_maps": _bool},
-    "snpfi": {"calibration_images": _int(1, MAX_CALIBRATION_IMAGES), "permutations": _int(2, MAX_PERMUTATIONS),
-              "ridge": _float(0, 1)},
-    "latency": {"batch_sizes": _batch_sizes, "warmup": _int(0, MAX_LATENCY_PASSES),
-                "repeats": _int(0, MAX_LATENCY_PASSES)},
-    "prune": {"criteria": _criteria, "settings": _settings},
-    "finetune": _RECIPE,
-    "sweep": Omittable({"schemes": _schemes, "ratios": _ratios, "bn_images": _int(1, MAX_TRAIN_SUBSET),
-                        "finetune_epochs": _int(0, MAX_EPOCHS)}),  # pipelines with a sweep stage
-    "sensitivity": Omittable({"criterion": _choice(*(c for c in CRITERIA if c not in SHAPLEY_CRITERIA)),
-                              "rates": _sensitivity_rates, "images": _int(1, MAX_TRAIN_SUBSET),
-                              "bn_images": _int(1, MAX_TRAIN_SUBSET)}),  # pipelines with a sensitivity stage
-}
+class Section(BaseModel):
+    """A params mapping: exactly its fields (an unknown key is a typo), strictly typed."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping_of_known_keys(cls, data: Any) -> Any:
+        allowed = ", ".join(cls.model_fields)
+        if not isinstance(data, dict):
+            raise PydanticCustomError("prunelab", "{phrase}", {"phrase": f"must be a mapping with keys {allowed}",
+                                                               "kind": "bare"})
+        for k in data:
+            if k not in cls.model_fields:
+                raise PydanticCustomError("prunelab", "{phrase}", {"phrase": f"unknown key; allowed: {allowed}",
+                                                                   "kind": "key", "key": _key(k)})
+        return data
+
+
+class Engine(Section):
+    launcher: _phrased(str, "must be 'python' or a torchrun command such as 'torchrun --standalone "
+                       "--nproc_per_node=4'", _launcher_command)
+    amp: _one_of(*AMP_MODES)
+    channels_last: _phrased(Literal["auto"] | bool, "is not allowed; allowed: auto, true, false", kind="choice")
+    compile: Flag
+    sync_bn: Flag
+
+
+class Paths(Section):
+    data: Text
+    baseline: Text
+    features: Text
+    scores: Text
+    pruned: Text
+    finetuned: Text
+    metrics: Text
+    results: Text
+
+
+class Tracking(Section):
+    uri: Text
+    experiment: Text
+
+
+class Data(Section):
+    name: _one_of(*DATASETS)
+    image_size: _int_in(4, max(MAX_IMAGE_SIZE.values()))  # each dataset's own bound: _image_size
+    test_fraction: _number_in(0, 1, lo_open=True)
+    download: Flag
+    eval_batch_size: Batch
+    train_subset: _phrased(Annotated[int, Field(ge=1, le=MAX_TRAIN_SUBSET)] | None,
+                           f"must be an integer in [1, {MAX_TRAIN_SUBSET}] or null")  # its lower bound, the classes: _train_subset
+
+
+class Model(Section):
+    arch: _one_of(*models.ARCHS)
+    pretrained: _phrased(Annotated[str, Field(min_length=1)] | None, "must be a non-empty string or null")
+
+
+class Recipe(Section):
+    epochs: Epochs
+    batch_size: Batch
+    lr: _number_in(0, 10, lo_open=True)
+    momentum: _number_in(0, 1)
+    weight_decay: _number_in(0, 1)
+    warmup_epochs: _number_in(0, MAX_EPOCHS, hi_open=False)
+    label_smoothing: _number_in(0, 1)
+
+
+class Features(Section):
+    num_images: _int_in(1, MAX_FEATURE_IMAGES)
+    batch_size: Batch
+    save_maps: Flag
+
+
+class Snpfi(Section):
+    calibration_images: _int_in(1, MAX_CALIBRATION_IMAGES)
+    permutations: _int_in(2, MAX_PERMUTATIONS)
+    ridge: _number_in(0, 1)
+
+
+class Latency(Section):
+    batch_sizes: _phrased(list[Annotated[int, Field(ge=1, le=MAX_BATCH)]], f"must be a list of 1 to "
+                          f"{MAX_LATENCY_BATCHES} integers in [1, {MAX_BATCH}]", min_length=1, max_length=MAX_LATENCY_BATCHES)
+    warmup: _int_in(0, MAX_LATENCY_PASSES)
+    repeats: _int_in(0, MAX_LATENCY_PASSES)
+
+
+class Prune(Section):
+    criteria: Criteria
+    # each spec is parsed in validate(): an auto: spec may name another setting
+    settings: _phrased(dict[Name, Any], "must map setting names (letters, digits, '-' and '_') to sparsity specs, "
+                       "e.g. r1: '[0.]+[0.15]*2+[0.4]*27'", min_length=1)
+
+
+class Sweep(Section):
+    schemes: _distinct_list(str, "must be a non-empty list of distinct names: inner, or prune.settings names", 1, None)
+    ratios: _distinct_list(Annotated[float, Field(ge=0, lt=1)], f"must be a list of 1 to {MAX_SWEEP_RATIOS} "
+                           "distinct ratios in [0, 1)", 1, MAX_SWEEP_RATIOS)
+    bn_images: Images
+    finetune_epochs: _int_in(0, MAX_EPOCHS)
+
+
+class Sensitivity(Section):
+    criterion: _one_of(*(c for c in CRITERIA if c not in SHAPLEY_CRITERIA))
+    rates: _distinct_list(Annotated[float, Field(gt=0, lt=1)], f"must be a list of 1 to {MAX_SENSITIVITY_RATES} "
+                          "distinct rates in (0, 1)", 1, MAX_SENSITIVITY_RATES)
+    images: Images
+    bn_images: Images
+
+
+class Params(Section):
+    """The default pipeline's params.yaml (and each paper experiment, resolved)."""
+
+    seed: Seed  # the baseline, the feature images, the scores
+    seeds: Seeds  # fine-tuning runs per network (same seed, same data order)
+    device: _one_of(*DEVICES)
+    engine: Engine
+    paths: Paths
+    tracking: Tracking
+    data: Data
+    model: Model
+    train: Recipe
+    features: Features
+    snpfi: Snpfi
+    latency: Latency
+    prune: Prune
+    finetune: Recipe
+    # Omittable (paper/'s experiments have neither stage): absent is None, never validated; an
+    # explicit null is refused as not a mapping.
+    sweep: Sweep = None
+    sensitivity: Sensitivity = None
+
+
+class BaselineOnly(Params):
+    """A paper experiment no row prunes: its baseline and features, nothing to prune or fine-tune."""
+
+    seeds: Seeds = None
+    prune: Prune = None
 
 
 def _key(k: Any) -> str:
@@ -216,23 +283,25 @@ def _key(k: Any) -> str:
     return k if isinstance(k, str) and len(k) <= 40 and k.isprintable() else short(k)
 
 
-def _validate(node: Any, schema: Any, key: str) -> None:
-    if isinstance(schema, dict):
-        if not isinstance(node, dict):
-            raise ConfigError(f"{key or 'params'}: must be a mapping with keys {', '.join(schema)}")
-        for k in node:
-            if k not in schema:
-                raise ConfigError(f"{key + '.' if key else ''}{_key(k)}: unknown key; allowed: {', '.join(schema)}")
-        for k, sub in schema.items():
-            if k not in node:
-                if isinstance(sub, Omittable):
-                    continue
-                raise ConfigError(f"{key + '.' if key else ''}{k}: missing")
-            _validate(node[k], sub, f"{key}.{k}" if key else k)
-    elif isinstance(schema, Omittable):
-        _validate(node, schema.schema, key)
-    else:
-        schema(key, node)
+def _check(model: type[BaseModel], node: Any) -> None:
+    """Validate `node` against `model`; the first error, in the schema's order, as one ConfigError
+    line naming its key: 'train.epochs: must be an integer in [1, 10000], got 0'."""
+    try:
+        model.model_validate(node)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        key = ".".join(map(_key, err["loc"]))
+        ctx = err.get("ctx") or {}
+        if err["type"] == "missing":
+            raise ConfigError(f"{key}: missing") from None
+        if err["type"] != "prunelab":  # every field carries its phrase; pydantic's wording, should one not
+            raise ConfigError(f"{key or 'params'}: {err['msg']}, got {short(err['input'])}") from None
+        phrase, kind = ctx["phrase"], ctx["kind"]
+        if kind == "key":  # the unknown key itself is the culprit
+            raise ConfigError(f"{key + '.' if key else ''}{ctx['key']}: {phrase}") from None
+        raise ConfigError({"bare": f"{key or 'params'}: {phrase}",
+                           "choice": f"{key}: {short(err['input'])} {phrase}",
+                           "value": f"{key}: {phrase}, got {short(err['input'])}"}[kind]) from None
 
 
 def _image_size(data: dict, key: str) -> None:
@@ -254,7 +323,9 @@ def _train_subset(data: dict, key: str) -> None:
 
 
 def validate(params: dict) -> dict:
-    _validate(params, SCHEMA, "")
+    """The default pipeline's params (or a paper experiment's, resolved): the schema, then the
+    checks that span sections. Returns `params` as given (strict: nothing was coerced)."""
+    _check(Params, params)
     _image_size(params["data"], "data")
     _train_subset(params["data"], "data")
     arch = params["model"]["arch"]
@@ -269,8 +340,9 @@ def validate(params: dict) -> dict:
         if is_auto(spec):
             _auto_setting(params, name, spec, size)
             continue
+        rates = parse_sparsity(spec, f"prune.settings.{name}")
         try:
-            models.group_rates(arch, parse_sparsity(spec))
+            models.group_rates(arch, rates)
         except ValueError as e:
             raise ConfigError(f"prune.settings.{name}: {e}") from None
     if "sensitivity" in params and params["sensitivity"]["criterion"] not in params["prune"]["criteria"]:
@@ -462,57 +534,81 @@ def finetuned_file(params: dict, net: Network, seed: int, directory: str | Path 
 SMOKE_BATCHES = 2  # batches per epoch and per evaluation in smoke mode
 
 
-def _seed_list(key, v):
-    for s in v if isinstance(v, list) and len(v) <= MAX_SEEDS else ():
-        _int(0, MAX_SEED)(key, s)
-    if not isinstance(v, list) or not v or len(v) > MAX_SEEDS or len(set(v)) != len(v):
-        raise ConfigError(f"{key}: must be a non-empty list of distinct integers in [0, {MAX_SEED}], at most "
-                          f"{MAX_SEEDS} of them, got {short(v)}")
-
-
-def _mapping(key, v):
-    if not isinstance(v, dict):
-        raise ConfigError(f"{key}: must be a mapping")
-
-
-_EXPERIMENT = {k: SCHEMA[k] for k in ("model", "data", "train", "finetune")}
 PAPER_DATASETS = ("cifar10", "mnist", "imagenet")  # CHIP's; paths.data names a folder for each
 
-PAPER_SCHEMA: dict[str, Any] = {
-    "seed": _int(0, MAX_SEED),
-    "seeds": _seed_list,
-    "device": SCHEMA["device"],
-    "engine": ENGINE,
-    "smoke": _bool,
-    "criteria": _criteria,  # every row is pruned by each, unless the row names its own criteria
-    "paths": {"data": {name: _str for name in PAPER_DATASETS}, "runs": _str, "results": _str},
-    "tracking": SCHEMA["tracking"],
-    "features": SCHEMA["features"],
-    "snpfi": SCHEMA["snpfi"],
-    "latency": SCHEMA["latency"],
-    "shared": _mapping,  # recipes and datasets for YAML anchors; checked where experiments use them
-    "experiments": _mapping,
-    "rows": _mapping,
-}
+
+class Experiment(Section):
+    """One model of the paper: its baseline's data and recipes."""
+
+    model: Model
+    data: Data
+    train: Recipe
+    finetune: Recipe
+
+
+class Row(Section):
+    experiment: Text  # one of experiments: (checked in validate_paper)
+    sparsity: Text
+    criteria: Criteria = None  # omittable: the file's criteria:
+
+
+class PaperData(Section):
+    cifar10: Text
+    mnist: Text
+    imagenet: Text
+
+
+class PaperPaths(Section):
+    data: PaperData
+    runs: Text
+    results: Text
+
+
+def _mapping_of(value: Any, phrase: str) -> Any:
+    """A mapping whose values are checked as `value` (their errors keep their own keys); the
+    mapping itself, if it is not one or is empty, fails with `phrase`. Keys are checked by the
+    caller: they name folders and stages."""
+    def rephrase(v, handler):
+        if not isinstance(v, dict) or not v:
+            raise PydanticCustomError("prunelab", "{phrase}", {"phrase": phrase, "kind": "value"})
+        return handler(v)
+    return Annotated[dict[Any, value], WrapValidator(rephrase)]
+
+
+class Paper(Section):
+    """paper/params.yaml: shared settings, one experiment per model, and the rows of the tables."""
+
+    seed: Seed
+    seeds: Seeds
+    device: _one_of(*DEVICES)
+    engine: Engine
+    smoke: Flag
+    criteria: Criteria  # every row is pruned by each, unless the row names its own criteria
+    paths: PaperPaths
+    tracking: Tracking
+    features: Features
+    snpfi: Snpfi
+    latency: Latency
+    shared: _phrased(dict, "must be a mapping")  # recipes and datasets for YAML anchors; checked where used
+    experiments: _mapping_of(Experiment, "must map experiment names to experiments, at least one")
+    rows: _mapping_of(Row, "must map row names to rows, at least one")
 
 
 def validate_paper(paper: dict) -> None:
-    _validate(paper, PAPER_SCHEMA, "")
-    if not paper["experiments"]:
-        raise ConfigError("experiments: must name at least one experiment")
+    _check(Paper, paper)
     for name, exp in paper["experiments"].items():
-        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():  # a folder of paths.runs
+        if not _is_name(name):  # a folder of paths.runs
             raise ConfigError(f"experiments: experiment name {short(name)} must be letters, digits, '-' and '_'")
-        _validate(exp, _EXPERIMENT, f"experiments.{name}")
         _image_size(exp["data"], f"experiments.{name}.data")
         _train_subset(exp["data"], f"experiments.{name}.data")
         if exp["data"]["name"] not in PAPER_DATASETS:
             raise ConfigError(f"experiments.{name}.data.name: the paper uses {', '.join(PAPER_DATASETS)}")
     for row, spec in paper["rows"].items():
-        if not isinstance(row, str) or not row.replace("_", "").replace("-", "").isalnum():
+        if not _is_name(row):  # a part of stage and file names
             raise ConfigError(f"rows: row name {short(row)} must be letters, digits, '-' and '_'")
-        _validate(spec, {"experiment": _choice(*paper["experiments"]), "sparsity": _str,
-                         "criteria": Omittable(_criteria)}, f"rows.{row}")
+        if spec["experiment"] not in paper["experiments"]:
+            raise ConfigError(f"rows.{row}.experiment: {short(spec['experiment'])} is not allowed; "
+                              f"allowed: {', '.join(paper['experiments'])}")
         arch = paper["experiments"][spec["experiment"]]["model"]["arch"]
         try:
             models.group_rates(arch, parse_sparsity(spec["sparsity"], f"rows.{row}.sparsity"))
@@ -603,10 +699,9 @@ def experiment_params(paper: dict, name: str) -> dict:
             params["data"]["image_size"] = 32
         params["latency"] = {"batch_sizes": [1, 2], "warmup": 1, "repeats": 2}  # wiring, not a measurement
     if rows:
-        validate({k: params[k] for k in SCHEMA if k in params})  # all but sweep: no sweep stage in paper/
+        validate(params)  # without sweep: and sensitivity: (paper/ has neither stage)
     else:
-        _validate({k: params[k] for k in SCHEMA if k not in ("prune", "seeds")},
-                  {k: v for k, v in SCHEMA.items() if k not in ("prune", "seeds")}, "")
+        _check(BaselineOnly, {k: v for k, v in params.items() if k not in ("prune", "seeds")})
     params.update(experiment=name, rows=rows, smoke=paper["smoke"])
     return params
 

@@ -39,6 +39,12 @@ CASES = [
     ({"finetune.epochs": -3}, "finetune.epochs", "must be an integer"),
     ({"train.epoch": 3}, "train.epoch", "unknown key; allowed: epochs"),
     ({"device": "tpu"}, "device", "allowed: auto, cpu, cuda"),
+    # strict types: YAML gives every value its type, and nothing is coerced
+    ({"engine.channels_last": 1}, "engine.channels_last", "allowed: auto, true, false"),
+    ({"train.lr": "0.1"}, "train.lr", "must be a number in (0, 10), got '0.1'"),
+    ({"seeds": [0, True]}, "seeds", "distinct integers"),
+    ({"data.download": "no"}, "data.download", "must be true or false"),
+    ({"prune.settings": {"r 1": "[0.1]*30"}}, "prune.settings", "letters, digits"),
     ({"model.arch": "vgg16", "prune.settings": {"r1": "[0.3]*12"}}, "model.arch", "at least 32x32 pixels"),
     ({"seeds": [0, 1, 0]}, "seeds", "distinct integers"),
     ({"sweep.schemes": ["inner", "r3"]}, "sweep.schemes", "neither 'inner' nor a prune.settings name (r2, auto)"),
