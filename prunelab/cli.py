@@ -113,8 +113,8 @@ def write_table(params: dict, from_mlflow: bool = False) -> dict:
             params = config.experiment_params(paper, name)
             if params["rows"]:
                 records += _records(params, from_mlflow)
-        order = list(config.paper_networks(paper))  # the rows' order, each row's criteria in turn
-        records.sort(key=lambda r: order.index(f"{r['setting']}-{r['criterion']}"))
+        rank = {name: i for i, name in enumerate(config.paper_networks(paper))}  # rows' order, each row's criteria in turn
+        records.sort(key=lambda r: rank[f"{r['setting']}-{r['criterion']}"])
         title = "CHIP and SNPFI, reproduced" + (" (smoke mode: synthetic data, not results)" if paper["smoke"] else "")
         return report.write_paper_tables(records, paper["paths"]["results"], title)
     title = (f"{report.MODEL_NAMES.get(params['model']['arch'], params['model']['arch'])} on "
