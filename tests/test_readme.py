@@ -125,6 +125,13 @@ def test_readme_default_differences_are_the_comparison_s():
     rows = [line for line in comparison.splitlines() if re.match(r"\| \w+ − \w+ \| [+−]", line)]  # not the auto section's header
     assert len(rows) == 28 and not [r for r in rows if r not in readme]
     k, n, listed = readme_numbers(r"After fine-tuning, (\d+) of the (\d+) differences excludes? 0:\*\* (.+?)\. With three")
+    separated = distinguishable_after_finetuning(comparison)
+    assert (int(k), int(n)) == (len(separated), 14) and listed == ("; ".join(separated) or "none")
+
+
+def distinguishable_after_finetuning(comparison: str) -> list[str]:
+    """'<label> at <setting> (<verdict>: <points> points, 95% CI <ci>)' for every difference after
+    fine-tuning whose interval excludes 0, in the file's order."""
     separated = []
     for setting in SETTINGS:
         block = comparison.split(f"setting {setting}:")[1].split("\n## ")[0].split("| Difference before")[0]
@@ -132,7 +139,32 @@ def test_readme_default_differences_are_the_comparison_s():
                                                       block, re.M):
             if verdict.strip() != "not distinguishable":
                 separated.append(f"{label} at {setting} ({verdict.strip()}: {points} points, 95% CI {ci})")
-    assert (int(k), int(n)) == (len(separated), 14) and listed == ("; ".join(separated) or "none")
+    return separated
+
+
+def test_readme_one_baseline_paragraph_is_the_cross_cpu_run_s():
+    """The other CPU's run (results/cross_cpu/): its baseline, CHIP at r2, and the differences that
+    exclude 0 there, set against the tracked run's; 'none of them' holds only while none is shared."""
+    readme = " ".join((ROOT / "README.md").read_text().split())  # the paragraph wraps
+    here, there = ROOT / "results", ROOT / "results" / "cross_cpu"
+    m = re.search(r"another baseline: ([\d.]+)% top-1 against ([\d.]+)%\. There CHIP at r2 ends at (.+?) against (.+?) "
+                  r"here, and (\d+) of the (\d+) differences after fine-tuning exclude 0, none of them one of the (\d+) "
+                  r"above: (.+?) \(`results/cross_cpu/comparison.md`\)", readme)
+    assert m, "the README's 'One baseline' paragraph is missing or reworded"
+
+    def chip_r2(folder):  # (baseline top-1, CHIP's pruned top-1 cell) from the table's CHIP r2 row
+        row = next(line for line in (folder / "table.md").read_text().splitlines()
+                   if line.startswith("| ResNet-56 | CHIP | `[0.]+[0.4]*2"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        return cells[3], cells[4]
+
+    assert (m[1], m[3]) == chip_r2(there) and (m[2], m[4]) == chip_r2(here)
+    theirs = distinguishable_after_finetuning((there / "comparison.md").read_text())
+    ours = distinguishable_after_finetuning((here / "comparison.md").read_text())
+    assert (int(m[5]), int(m[6]), int(m[7])) == (len(theirs), 14, len(ours)) and m[8] == "; ".join(theirs)
+    label_at = lambda row: row.split(" (")[0]  # noqa: E731  'SNPFI − Random at auto'
+    assert not {label_at(r) for r in theirs} & {label_at(r) for r in ours}
+    assert "c387fd43b9bdd5afbf24a803b891da7b" in (there / "machine.txt").read_text()
 
 
 def test_readme_default_run_and_its_stage_times_are_the_run_record():
