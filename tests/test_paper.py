@@ -151,6 +151,20 @@ def test_an_experiment_resolves_to_the_default_pipelines_params(paper_params):
     assert paper_params["experiments"]["resnet50"]["finetune"]["epochs"] == 180  # the file's params untouched
 
 
+def test_an_experiment_no_row_prunes_resolves_to_its_baseline_alone(paper_params):
+    """An experiment whose rows are all gone trains its baseline and nothing else: no prune
+    section to fill, no network; what it builds is still checked (config.BaselineOnly)."""
+    bare = {**paper_params, "rows": {r: s for r, s in paper_params["rows"].items() if s["experiment"] != "vgg16"}}
+    config.validate_paper(bare)
+    p = config.experiment_params(bare, "vgg16")
+    assert p["rows"] == {} and p["prune"] == {"criteria": [], "settings": {}} and config.networks(p) == []
+    assert not [n for n in config.paper_networks(bare) if n.startswith("vgg16")]
+    vgg = bare["experiments"]["vgg16"]
+    broken = {**bare, "experiments": {**bare["experiments"], "vgg16": {**vgg, "train": {**vgg["train"], "epochs": 0}}}}
+    with pytest.raises(PrunelabError, match=r"^train\.epochs: must be an integer in \[1, 10000\], got 0$"):
+        config.experiment_params(broken, "vgg16")
+
+
 @pytest.mark.parametrize("edit,message", [
     ({"rows": {"x": {"experiment": "resnet57", "sparsity": "[0.]"}}},
      "rows.x.experiment: 'resnet57' is not allowed"),
