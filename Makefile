@@ -5,6 +5,7 @@ PYTHON ?= python3
 UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 VENV := .venv
+FASHION_DEB := /usr/share/datasets/fashion-mnist
 
 # No telemetry from DVC or MLflow; uv may not fetch interpreters (only the package index).
 export DVC_NO_ANALYTICS := 1
@@ -12,7 +13,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup repro test clean fashion-data
+.PHONY: setup repro pull test system-packages clean fashion-data
 
 $(UV):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target .tools uv==$(UV_VERSION)
@@ -40,13 +41,39 @@ repro: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 	@echo; cat results/table.md
 
-test: setup
+# A clone that pulls instead of retraining: every output dvc.lock records comes from the DVC
+# remote a run was pushed to (`dvc push --run-cache`); DVC then runs only what is missing there
+# or changed since (README, "Pull instead of retraining").
+pull: setup
+	@$(VENV)/bin/dvc remote default >/dev/null 2>&1 || { \
+	  echo "make pull: no default DVC remote; add the one your team pushes to, e.g."; \
+	  echo "  .venv/bin/dvc remote add -d storage s3://<bucket>/prunelab   (or /shared/folder, ssh://host/path, gs://...)"; \
+	  exit 2; }
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro --pull
+	@echo; cat results/table.md
+
+test: setup system-packages
 	$(VENV)/bin/python -m pytest
+
+# System packages some tests use: Debian's qemu-user (an emulated CPU: tests/test_numerics.py)
+# and dataset-fashion-mnist (the real-data loader). Installed where this user can (apt-get, and
+# root or password-less sudo); elsewhere those tests are skipped with a message naming them.
+system-packages:
+	@missing=""; \
+	command -v qemu-x86_64 >/dev/null || missing="$$missing qemu-user"; \
+	[ -f $(FASHION_DEB)/train-images-idx3-ubyte.gz ] || missing="$$missing dataset-fashion-mnist"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null && { [ "$$(id -u)" = 0 ] && SUDO= || { sudo -n true 2>/dev/null && SUDO=sudo; }; }; then \
+	  echo "installing Debian's$$missing for the tests"; \
+	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; } \
+	    || echo "could not install$$missing: the tests that need them are skipped"; \
+	else \
+	  echo "not installed:$$missing (needs apt-get and root): the tests that need them are skipped"; \
+	fi
 
 # Fashion-MNIST for the real-data pipeline: Debian's package puts the four .gz idx files in
 # /usr/share/datasets/fashion-mnist/ (prunelab.data.DEBIAN_FASHION_DIR), where the loader finds
 # them without configuration. Installs with root or password-less sudo; otherwise says what to do.
-FASHION_DEB := /usr/share/datasets/fashion-mnist
 fashion-data:
 	@if [ -f $(FASHION_DEB)/train-images-idx3-ubyte.gz ]; then \
 	  echo "Fashion-MNIST is installed in $(FASHION_DEB)/"; \

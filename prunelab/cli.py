@@ -54,8 +54,8 @@ def paper_table_command(args: argparse.Namespace) -> None:
 
 
 def _records(params: dict, from_mlflow: bool) -> list[dict]:
-    """The evaluate records of every network of params, from the metric files or from the
-    MLflow runs that match dvc.lock."""
+    """The evaluate records of every network of params, with its measured latencies, from the
+    metric files or from the MLflow runs that match dvc.lock."""
     nets = config.networks(params)
     if from_mlflow:
         t = params["tracking"]
@@ -71,8 +71,10 @@ def _records(params: dict, from_mlflow: bool) -> list[dict]:
             records.append({**run.data.tags, **run.data.metrics,
                             **{k: logged[k] for k in significance.PER_IMAGE_FIELDS if k in logged}})
         return records
-    metrics_dir = Path(params["paths"]["metrics"]) / "evaluate"
-    return report.records_from_files([n.file(metrics_dir, ".json") for n in nets])
+    metrics_dir = Path(params["paths"]["metrics"])  # each network's record, and what was measured apart
+    evaluated = report.records_from_files([n.file(metrics_dir / "evaluate", ".json") for n in nets])
+    measured = report.records_from_files([n.file(metrics_dir / "latency", ".json") for n in nets])
+    return [{**record, **latency} for record, latency in zip(evaluated, measured)]
 
 
 def _curves(params: dict, from_mlflow: bool) -> list[dict]:
@@ -144,8 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     pt.set_defaults(func=paper_table_command)
     t = sub.add_parser("table", help="rebuild the report stage's outputs from the tracked results",
                        description="Rebuild what the report stage writes: results/table.{md,tex,csv}, "
-                                   "comparison.md, summary.json, finetune_curves.csv and top1_vs_macs.{csv,png} "
-                                   "(the paper pipeline: its table.{md,tex,csv}), from the evaluate metric files "
+                                   "comparison.md, summary.json, latency.{md,csv}, finetune_curves.csv and "
+                                   "top1_vs_macs.{csv,png} (the paper pipeline: its table.{md,tex,csv}, "
+                                   "comparison.md, summary.json and latency.{md,csv}), from the evaluate metric files "
                                    "or from the MLflow runs that match dvc.lock. Overwrites those files.")
     t.add_argument("--params", default="params.yaml", help="params.yaml, or paper/params.yaml run from paper/")
     t.add_argument("--from-mlflow", action="store_true",

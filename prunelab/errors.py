@@ -7,6 +7,10 @@ class PrunelabError(ValueError):
     """Bad input (a param, a dataset path, a checkpoint): the message names the culprit."""
 
 
+class ConfigError(PrunelabError):
+    """A params file or a command-line value that is not allowed."""
+
+
 class _Short(reprlib.Repr):
     """reprlib's bounded repr (a few items per level, two levels), and integers by size: repr()
     of an int past 4,300 digits raises, and a YAML anchor bomb's full repr takes minutes."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from prunelab import checkpoint, config, distributed, significance, synthetic, tracking
+from prunelab import checkpoint, config, distributed, numerics, significance, synthetic, tracking
 from prunelab.checkpoint import atomic_write
 from prunelab.data import DatasetNotFound, FolderSplits, Loader, Splits, balanced_subset, load_dataset
 from prunelab.engine import Recipe, resolve_device
@@ -30,8 +30,9 @@ def device(params: dict) -> torch.device:
 
 
 def accel(params: dict) -> dict:
-    """engine options for engine.fit / engine.evaluate (everything but the launcher)."""
-    return {k: v for k, v in params["engine"].items() if k != "launcher"}
+    """engine options for engine.fit / engine.evaluate (all but the launcher and the CPU numerics,
+    which act before the process imports torch)."""
+    return {k: v for k, v in params["engine"].items() if k not in ("launcher", "cpu_numerics")}
 
 
 def eval_accel(params: dict) -> dict:
@@ -153,12 +154,25 @@ def stage_run(params: dict, stage: str, sections: dict, item: str | None = None,
     run_name = f"{stage}@{item}" if item else stage
     all_tags = {"stage": stage, "model": params["model"]["arch"], "params_hash": config.params_hash(params),
                 **({"item": item} if item else {}), **({"experiment": params["experiment"]} if "experiment" in params else {}),
-                **({"smoke": "true"} if params.get("smoke") else {}), **(tags or {})}
+                **({"smoke": "true"} if params.get("smoke") else {}), **numerics_tags(params), **(tags or {})}
     t = params["tracking"]
     with tracking.stage_run(run_name, t["uri"], t["experiment"], sections, all_tags, run_id) as run:
         if data is not None:
             run.log_dataset(*dataset_input(params, data))
         yield run
+
+
+def numerics_record(params: dict) -> dict:
+    """The CPU numerics this process computes under (numerics.record), for a stage's JSON record
+    and checkpoint meta: under `portable` the same on every machine."""
+    return numerics.record(params["engine"]["cpu_numerics"])
+
+
+def numerics_tags(params: dict) -> dict[str, str]:
+    """The CPU numerics and the machine, as an MLflow run's tags ('numerics.cpu_capability',
+    'machine.cpu_vendor', 'machine.gpu', ...)."""
+    return {k: str(v) for k, v in tracking.flatten({"numerics": numerics_record(params),
+                                                     "machine": numerics.machine()}).items()}
 
 
 def dataset_input(params: dict, splits: Splits | FolderSplits) -> tuple[str, str, str | None]:
@@ -174,7 +188,8 @@ def restored_runs(params: dict, name: str, lock: dict[str, dict], dataset) -> li
     fine-tuning seed as the stage logs them, else one. dataset() gives the data set's
     (name, digest, source), called only for a stage that read the data (`data` in its params).
 
-    Metrics come from the stage's JSON outputs (strings become tags) and per-epoch curves (CSV
+    Tags name the stage and the CPU numerics (numerics.record). Metrics come from the stage's
+    JSON outputs (strings become tags) and per-epoch curves (CSV
     under paths.metrics); the evaluate run also gets the params of the prune and finetune stages
     that made its network; prune and finetune attach their checkpoints, prune and evaluate their
     records, report, sweep and sensitivity their tables and plots.
@@ -186,7 +201,10 @@ def restored_runs(params: dict, name: str, lock: dict[str, dict], dataset) -> li
             entry = lock.get(f"{upstream}@{item}", {})
             read.update({k: v for values in entry.get("params", {}).values() for k, v in values.items() if k not in read})
     nets = {n.name: n for n in config.networks(params)} if "prune" in params else {}
-    tags = {"stage": stage, **({"item": item} if item else {})}
+    # the CPU numerics its outputs were computed under: the params' mode (a changed mode re-runs
+    # every stage), as this process, which verified it, records it (the same everywhere under portable)
+    tags = {"stage": stage, **({"item": item} if item else {}),
+            **{k: str(v) for k, v in tracking.flatten({"numerics": numerics_record(params)}).items()}}
     if item in nets:
         tags.update(criterion=nets[item].criterion, setting=nets[item].setting, sparsity=nets[item].sparsity)
     files = []
@@ -212,8 +230,8 @@ def _restored(params: dict, stage: str, read: dict, tags: dict, files: list[Path
             metrics.append((None, {k: float(v) for k, v in values.items()
                                    if isinstance(v, (int, float)) and not isinstance(v, bool)}))
             tags.update({k: v for k, v in values.items() if isinstance(v, str) and k not in significance.PER_IMAGE_FIELDS})
-            if stage in ("prune", "evaluate"):  # the record itself, per-image results included, as the stage logs it
-                artifacts.append(f)
+            if any(k in values for k in significance.PER_IMAGE_FIELDS):  # prune's and evaluate's record itself,
+                artifacts.append(f)  # per-image results included, as the stage logs it (not its latency file)
         elif f.suffix == ".csv" and curves is not None and curves in f.parents:  # (epoch, metrics) rows
             with f.open() as fh:
                 metrics += [(int(row.pop("epoch")), {k: float(v) for k, v in row.items()}) for row in csv.DictReader(fh)]

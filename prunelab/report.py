@@ -2,6 +2,9 @@
 
 A record is what the evaluate stage writes to its metrics JSON and logs to MLflow. `normalize`
 gives both sources identical Python values, so the tables do not depend on where they came from.
+Measured latencies (the evaluate stage's latency files) get a table of their own, latency.md:
+they differ between runs and machines, and every other table is the same bytes on any x86-64
+CPU with AVX2 (prunelab.numerics).
 """
 
 from __future__ import annotations
@@ -32,18 +35,17 @@ DATA_NAMES = {"digits": "scikit-learn's digits", "cifar10": "CIFAR-10", "mnist":
 
 
 SPEEDUP = re.compile(r"speedup_(\w+)_b(\d+)")  # measured: baseline / pruned median latency
+LATENCY = re.compile(r"latency_(\w+)_b(\d+)_(baseline|pruned)_ms")
 
 
 def normalize(record: dict) -> dict:
-    """A record with exactly the report's fields, typed: str, float (top-1 in %, speed-ups), int
-    (counts)."""
+    """A record with exactly the report's fields, typed: str, float (top-1 in %), int (counts)."""
     missing = [k for k in (*STR_FIELDS, *FLOAT_FIELDS, *INT_FIELDS) if k not in record]
     if missing:
         raise PrunelabError(f"result record lacks {', '.join(missing)}")
     out = {k: str(record[k]) for k in STR_FIELDS}
     out.update({k: float(record[k]) for k in FLOAT_FIELDS})
     out.update({k: int(round(float(record[k]))) for k in INT_FIELDS})
-    out.update({k: float(v) for k, v in sorted(record.items()) if SPEEDUP.fullmatch(k)})
     if "top1_before_finetune_per_seed" in record:  # several seeds: each seed's pruned network
         out["top1_before_finetune_per_seed"] = str(record["top1_before_finetune_per_seed"])
     if "test_images" in record and any(k in record for k in PER_IMAGE_FIELDS):
@@ -72,6 +74,57 @@ def _speedup_cell(r, cols: list[str]) -> str:
     return " / ".join("–" if pd.isna(v) else f"{v:.2f}×" for v in values)
 
 
+def latency_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per pruned network: its name and what the evaluate stage measured, from its
+    latency file or its MLflow run (latency_<device>_b<batch>_{baseline,pruned}_ms and
+    speedup_<device>_b<batch>; NaN where not measured) and the CPU it was measured on."""
+    rows = []
+    for rec in records:
+        machine = rec.get("machine") if isinstance(rec.get("machine"), dict) else {}  # a file's; a run's: tags
+        row = {k: str(rec[k]) for k in ("model", "criterion", "setting", "sparsity")}
+        row.update({k: float(v) for k, v in sorted(rec.items()) if SPEEDUP.fullmatch(k) or LATENCY.fullmatch(k)})
+        row["cpu"] = str(machine.get("cpu_model", rec.get("machine.cpu_model", "")))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def latency_markdown(df: pd.DataFrame, title: str) -> str:
+    """latency.md: per network and device, the speed-up and the two median latencies per batch size."""
+    lines = [f"# Inference latency: {title}", ""]
+    cols = speedup_columns(df)
+    if not cols:
+        return "\n".join(lines + ["Not measured (latency.repeats: 0).", ""])
+    cpus = sorted({c for c in df["cpu"] if c})
+    lines += [LATENCY_NOTE + (f" Measured on: {', '.join(cpus)}." if cpus else "") + " Latency cells: the baseline's "
+              "median → the pruned network's, in ms, per batch size.", ""]
+    head = ["Model", "Method", "Sparsity"]
+    for device, speedups in cols:
+        batches = " / ".join(SPEEDUP.fullmatch(c).group(2) for c in speedups)
+        head += [_speedup_header(device, speedups), f"Latency, {device.upper() if device == 'cpu' else device} "
+                 f"(ms, batch {batches})"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(head) - 3)) + "|"]
+    for r in df.itertuples(index=False):
+        cells = [MODEL_NAMES.get(r.model, r.model), METHOD_NAMES.get(r.criterion, r.criterion), f"`{r.sparsity}`"]
+        for device, speedups in cols:
+            cells.append(_speedup_cell(r, speedups))
+            ms = []
+            for c in speedups:
+                b = SPEEDUP.fullmatch(c).group(2)
+                base, pruned = (getattr(r, f"latency_{device}_b{b}_{k}_ms", float("nan")) for k in ("baseline", "pruned"))
+                ms.append("–" if pd.isna(base) else f"{base:.2f} → {pruned:.2f}")
+            cells.append(" / ".join(ms))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def latency_texts(records: list[dict], title: str) -> dict[str, str]:
+    """latency.md and latency.csv: the one output of the report that differs between runs."""
+    df = latency_frame(records)
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, float_format="%.6f", lineterminator="\n")
+    return {"latency.md": latency_markdown(df, title), "latency.csv": buf.getvalue()}
+
+
 def frame(records: list[dict]) -> pd.DataFrame:
     """One row per pruned network, machine-readable columns, in the given order."""
     rows = []
@@ -83,7 +136,6 @@ def frame(records: list[dict]) -> pd.DataFrame:
         for key, _ in COUNTS:
             row.update({key: r[key], f"baseline_{key}": r[f"baseline_{key}"],
                         f"{key}_reduction_pct": reduction(r[f"baseline_{key}"], r[key])})
-        row.update({k: v for k, v in r.items() if SPEEDUP.fullmatch(k)})
         row.update({k: r[k] for k in (*PER_IMAGE_FIELDS, "test_images", "top1_before_finetune_per_seed") if k in r})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -109,32 +161,27 @@ def _before(r) -> str:
 
 
 LATENCY_NOTE = ("Speed-up: the baseline's median inference latency over the pruned network's, measured by the "
-                "evaluate stage (eval mode, warm-up excluded, the two networks' passes interleaved); a "
-                "measurement, so it varies between runs.")
+                "evaluate stage (eval mode, warm-up excluded, the two networks' passes interleaved). A "
+                "measurement: it varies between runs and machines, and it is the only tracked result that does "
+                "(every other table is the same bytes on any x86-64 CPU with AVX2).")
 SEEDS_NOTE = ("Where several seeds were run, pruned top-1 is their mean ± sample standard deviation "
               "(each seed fine-tunes the same pruned network, except random's: each seed draws its own "
               "channels); the paper reports the best run and its best epoch.")
 
 
-def _display_rows(df: pd.DataFrame, pct: str, pm: str = "±", times: str = "×") -> list[list[str]]:
+def _display_rows(df: pd.DataFrame, pct: str, pm: str = "±") -> list[list[str]]:
     rows = []
     for r in df.itertuples(index=False):
         cells = [MODEL_NAMES.get(r.model, r.model), METHOD_NAMES.get(r.criterion, r.criterion), r.sparsity,
                  f"{r.baseline_top1:.2f}", _top1(r, pm), f"{r.delta_top1:+.2f}"]
         for key, _ in COUNTS:
             cells.append(f"{_millions(getattr(r, key))} ({getattr(r, f'{key}_reduction_pct'):.1f}{pct})")
-        cells += [_speedup_cell(r, cols).replace("×", times) for _, cols in speedup_columns(df)]
         rows.append(cells)
     return rows
 
 
 HEADER = ["Model", "Method", "Sparsity", "Baseline top-1 (%)", "Pruned top-1 (%)", "Δ top-1"] + [
     f"{label} (↓%)" for _, label in COUNTS]
-
-
-def header(df: pd.DataFrame) -> list[str]:
-    """HEADER, then one measured speed-up column per device, right of the FLOPs reduction."""
-    return HEADER + [_speedup_header(d, cols) for d, cols in speedup_columns(df)]
 
 
 def _several_seeds(df: pd.DataFrame) -> bool:
@@ -146,8 +193,8 @@ def markdown(df: pd.DataFrame, title: str) -> str:
     lines = [f"# {title}", "",
              f"Input {shapes}. MACs: conv + linear multiply-accumulates. FLOPs (paper): CHIP's thop convention "
              "(MACs + conv bias + 2 per BatchNorm element + average pool). Top-1 of the final epoch."
-             + (f" {SEEDS_NOTE}" if _several_seeds(df) else "") + (f" {LATENCY_NOTE}" if speedup_columns(df) else ""), "",
-             "| " + " | ".join(header(df)) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header(df)) - 3)) + "|"]
+             + (f" {SEEDS_NOTE}" if _several_seeds(df) else "") + " Inference latency: latency.md.", "",
+             "| " + " | ".join(HEADER) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(HEADER) - 3)) + "|"]
     for cells in _display_rows(df, "%"):
         cells[2] = f"`{cells[2]}`"
         lines.append("| " + " | ".join(cells) + " |")
@@ -159,10 +206,10 @@ def _tex_escape(s: str) -> str:
 
 
 def latex(df: pd.DataFrame, title: str) -> str:
-    cols = [h.replace("Δ", r"$\Delta$").replace("↓", r"$\downarrow$").replace("%", r"\%") for h in header(df)]
+    cols = [h.replace("Δ", r"$\Delta$").replace("↓", r"$\downarrow$").replace("%", r"\%") for h in HEADER]
     lines = [f"% {title}", r"\begin{tabular}{lll" + "r" * (len(cols) - 3) + "}", r"\toprule",
              " & ".join(cols) + r" \\", r"\midrule"]
-    for cells in _display_rows(df, r"\%", r"$\pm$", r"$\times$"):
+    for cells in _display_rows(df, r"\%", r"$\pm$"):
         cells[2] = r"\texttt{" + _tex_escape(cells[2]) + "}"
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
@@ -434,7 +481,8 @@ def write_tables(records: list[dict], out_dir: str | Path, title: str = "Results
         df = with_best_epoch(df, curves)
     texts = {"table.md": markdown(df, title), "table.tex": latex(df, title), "table.csv": csv(df),
              "comparison.md": comparison(df), "summary.json": summary(df), "top1_vs_macs.csv": csv(points(df)),
-             **({"finetune_curves.csv": curves_csv(curves)} if curves is not None else {})}
+             **({"finetune_curves.csv": curves_csv(curves)} if curves is not None else {}),
+             **latency_texts(records, title)}
     out = {}
     for name, text in texts.items():
         path = Path(out_dir) / name
@@ -462,10 +510,6 @@ PAPER_HEADER = ["Model", "Method", "Sparsity", "Baseline top-1 (%)", "Pruned top
                 "Paper: baseline → pruned top-1", "Params (↓%)", "MACs (↓%)", "FLOPs, paper convention (↓%)"]
 
 
-def paper_header(df: pd.DataFrame) -> list[str]:
-    return PAPER_HEADER + [_speedup_header(d, cols) for d, cols in speedup_columns(df)]
-
-
 def paper_frame(records: list[dict]) -> pd.DataFrame:
     """frame() plus, per row, the top-1 CHIP's paper reports for CHIP at the same model and
     sparsity (NaN for another criterion, or where the paper has no such row: SNPFI's abstract
@@ -479,14 +523,13 @@ def paper_frame(records: list[dict]) -> pd.DataFrame:
     return df
 
 
-def _paper_rows(df: pd.DataFrame, pct: str, pm: str, arrow: str, times: str = "×") -> list[list[str]]:
+def _paper_rows(df: pd.DataFrame, pct: str, pm: str, arrow: str) -> list[list[str]]:
     rows = []
     for r in df.itertuples(index=False):
         paper = "–" if pd.isna(r.paper_pruned_top1) else f"{r.paper_baseline_top1:.2f} {arrow} {r.paper_pruned_top1:.2f}"
         cells = [MODEL_NAMES.get(r.model, r.model), METHOD_NAMES.get(r.criterion, r.criterion), r.sparsity,
                  f"{r.baseline_top1:.2f}", _top1(r, pm), f"{r.delta_top1:+.2f}", paper]
         cells += [f"{_millions(getattr(r, k))} ({getattr(r, f'{k}_reduction_pct'):.1f}{pct})" for k, _ in COUNTS]
-        cells += [_speedup_cell(r, cols).replace("×", times) for _, cols in speedup_columns(df)]
         rows.append(cells)
     return rows
 
@@ -501,9 +544,9 @@ def paper_markdown(df: pd.DataFrame, title: str) -> str:
              "the best of several runs and the best epoch; SNPFI's abstract reports no per-network top-1). Counts are computed from the architectures: MACs (conv + "
              "linear multiply-accumulates) and CHIP's thop convention (MACs + conv bias + 2 per BatchNorm element + "
              "average pool), each against its own baseline." + (f" {SEEDS_NOTE}" if _several_seeds(df) else "")
-             + (f" {LATENCY_NOTE}" if speedup_columns(df) else ""), "",
-             "| " + " | ".join(paper_header(df)) + " |",
-             "|" + "|".join(["---"] * 3 + ["---:"] * (len(paper_header(df)) - 3)) + "|"]
+             + " Inference latency: latency.md.", "",
+             "| " + " | ".join(PAPER_HEADER) + " |",
+             "|" + "|".join(["---"] * 3 + ["---:"] * (len(PAPER_HEADER) - 3)) + "|"]
     for cells in _paper_rows(df, "%", "±", "→"):
         cells[2] = f"`{cells[2]}`"
         lines.append("| " + " | ".join(cells) + " |")
@@ -512,10 +555,10 @@ def paper_markdown(df: pd.DataFrame, title: str) -> str:
 
 def paper_latex(df: pd.DataFrame, title: str) -> str:
     header = [h.replace("Δ", r"$\Delta$").replace("↓", r"$\downarrow$").replace("→", r"$\to$").replace("%", r"\%")
-              for h in paper_header(df)]
+              for h in PAPER_HEADER]
     lines = [f"% {title}", r"\begin{tabular}{lll" + "r" * (len(header) - 3) + "}", r"\toprule",
              " & ".join(header) + r" \\", r"\midrule"]
-    for cells in _paper_rows(df, r"\%", r"$\pm$", r"$\to$", r"$\times$"):
+    for cells in _paper_rows(df, r"\%", r"$\pm$", r"$\to$"):
         cells[2] = r"\texttt{" + _tex_escape(cells[2]) + "}"
         cells[6] = cells[6].replace("–", "--")
         lines.append(" & ".join(cells) + r" \\")
@@ -550,7 +593,7 @@ def write_paper_tables(records: list[dict], out_dir: str | Path, title: str = "C
              "comparison.md": comparison(shared) if len(shared) else
              "# Criteria compared\n\nEvery row is pruned by one criterion: nothing to compare. List several in "
              "params.yaml's criteria (README, \"Reproducing the paper\").\n",
-             "summary.json": paper_summary(df)}
+             "summary.json": paper_summary(df), **latency_texts(records, title)}
     out = {}
     for name, text in texts.items():
         out[name] = Path(out_dir) / name

@@ -9,6 +9,10 @@ criteria. Its output's bytes never change: a change that passes re-runs only the
 read the changed keys.
 """
 
+from prunelab import numerics
+
+numerics.prepare()  # first, before torch and numpy load: the variables engine.cpu_numerics sets
+
 from pathlib import Path
 
 from prunelab import config, pipeline, tracking

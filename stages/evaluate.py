@@ -1,8 +1,13 @@
 """evaluate: top-1 of a fine-tuned network (mean and spread over its seeds), which test images it
 gets right (per seed, packed: the report pairs networks image by image; and, from the prune
 stage, which the pruned network got right before fine-tuning), its counts and their
-reductions against the baseline, and the measured inference latency of both (CPU, and CUDA when
-present, with engine.amp and engine.channels_last as in training) with the speed-up."""
+reductions against the baseline; and, in a file of its own, the measured inference latency of
+both (CPU, and CUDA when present, with engine.amp and engine.channels_last as in training) with
+the speed-up: a measurement, the one output that differs between runs and machines."""
+
+from prunelab import numerics
+
+numerics.prepare()  # first, before torch and numpy load: the variables engine.cpu_numerics sets
 
 import json
 import statistics
@@ -38,11 +43,13 @@ def main() -> None:
               "test_images": len(correct[0]), "test_correct_per_seed": " ".join(map(significance.encode, correct)),
               "test_correct_before_finetune": pruned["test_correct_before_finetune"],
               **{k: pruned[k] for k in ("top1_before_finetune_per_seed",) if k in pruned},  # random's draws
-              **counting.count(model, shape)}
+              **counting.count(model, shape), "numerics": pipeline.numerics_record(params)}
     for key in ("params", "macs", "flops_paper"):
         record[f"baseline_{key}"] = baseline[key]
         record[f"{key}_reduction_pct"] = counting.reduction(baseline[key], record[key])
-    lat = params["latency"]
+    pipeline.write_json(net.file(metrics_dir / "evaluate", ".json"), record)
+
+    lat, timed = params["latency"], {}
     if lat["repeats"]:
         baseline_model = checkpoint.build(checkpoint.load(paths["baseline"]))
         for device in ["cpu", *(["cuda"] if dev.type == "cuda" else [])]:
@@ -50,9 +57,10 @@ def main() -> None:
                                     device, lat["warmup"], lat["repeats"], **pipeline.eval_accel(params))
             for b in lat["batch_sizes"]:
                 base_ms, pruned_ms = times["baseline"][b]["median_ms"], times["pruned"][b]["median_ms"]
-                record.update({f"latency_{device}_b{b}_baseline_ms": base_ms, f"latency_{device}_b{b}_pruned_ms": pruned_ms,
-                               f"speedup_{device}_b{b}": base_ms / pruned_ms})
-    pipeline.write_json(net.file(metrics_dir / "evaluate", ".json"), record)
+                timed.update({f"latency_{device}_b{b}_baseline_ms": base_ms, f"latency_{device}_b{b}_pruned_ms": pruned_ms,
+                              f"speedup_{device}_b{b}": base_ms / pruned_ms})
+        timed["machine"] = numerics.machine()
+    pipeline.write_json(net.file(metrics_dir / "latency", ".json"), timed)  # {} when latency.repeats is 0
 
 
 if __name__ == "__main__":

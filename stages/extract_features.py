@@ -2,6 +2,10 @@
 group's ReLU hooked at once; stores per-layer, per-channel statistics (raw maps only when
 features.save_maps asks for them)."""
 
+from prunelab import numerics
+
+numerics.prepare()  # first, before torch and numpy load: the variables engine.cpu_numerics sets
+
 from prunelab import checkpoint, config, criteria, models, pipeline
 from prunelab.engine import seed_everything
 from prunelab.features import channel_statistics
@@ -21,7 +25,8 @@ def main() -> None:
     maps: dict | None = {} if feat["save_maps"] else None
     per_layer = channel_statistics(model, images, layers, stats, feat["num_images"], dev, maps=maps)
     meta = {"statistics": sorted(stats), "num_images": feat["num_images"], "seed": params["seed"],
-            "baseline": paths["baseline"], "baseline_md5": checkpoint.file_hash(paths["baseline"])}
+            "baseline": paths["baseline"], "baseline_md5": checkpoint.file_hash(paths["baseline"]),
+            "numerics": pipeline.numerics_record(params)}
     checkpoint.torch_save(paths["features"], {"layers": per_layer, "meta": meta, **({"maps": maps} if maps else {})})
 
 

@@ -1,6 +1,10 @@
 """finetune: train a pruned network with the fine-tuning recipe, once per seed; write each
 checkpoint and curve. Killed mid-way, it resumes from its last epoch."""
 
+from prunelab import numerics
+
+numerics.prepare()  # first, before torch and numpy load: the variables engine.cpu_numerics sets
+
 from pathlib import Path
 
 from prunelab import checkpoint, config, pipeline, tracking
@@ -30,7 +34,8 @@ def main() -> None:
         def write_outputs(final: dict, curve: list[dict], run, model=model, seed=seed, output=output,
                           ckpt=ckpt) -> None:
             checkpoint.save(output, model, ckpt["arch"], ckpt["widths"], ckpt["in_channels"], ckpt["num_classes"],
-                            meta={**ckpt["meta"], "finetuned": True, "seed": seed})
+                            meta={**ckpt["meta"], "finetuned": True, "seed": seed,
+                                  "numerics": pipeline.numerics_record(params)})
             pipeline.write_curve(config.finetuned_file(params, net, seed, Path(paths["metrics"]) / "finetune", ".csv"),
                                  curve)
             run.log_artifact(output)  # data only: {arch, widths, state_dict, meta}

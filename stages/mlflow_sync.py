@@ -10,6 +10,10 @@ skipped: a fresh clone, an unchanged stage) gets a run built from dvc.lock and t
 files, tagged restored_from=dvc.lock. Runs left RUNNING by a killed stage are closed as KILLED.
 """
 
+from prunelab import numerics
+
+numerics.prepare()  # first, before torch and numpy load: the variables engine.cpu_numerics sets
+
 from collections import Counter
 from functools import cache
 
@@ -38,7 +42,8 @@ def main() -> None:
 
     def restore(name: str, _entry: dict) -> list[tuple]:
         experiment = of_stage.get(name, "")
-        p = experiments.get(experiment, {"paths": {}})  # the paper's check_params and report: no experiment
+        # the paper's check_params and report: no experiment, the file's own engine
+        p = experiments.get(experiment, {"paths": {}, "engine": params["engine"]})
         return pipeline.restored_runs(p, name, lock, lambda: dataset(experiment))
 
     done = tracking.sync_lock(t["uri"], t["experiment"], restore, skip=("mlflow_sync",))

@@ -8,6 +8,10 @@ snpfi, which picks each group's width from its utilization curve for the setting
 reduction, then recovers without training (least-squares refit of every consumer, BatchNorm
 statistics re-estimated)."""
 
+from prunelab import numerics
+
+numerics.prepare()  # first, before torch and numpy load: the variables engine.cpu_numerics sets
+
 import statistics
 from pathlib import Path
 
@@ -74,7 +78,9 @@ def main() -> None:
                    test_correct_before_finetune=" ".join(significance.encode(hits) for *_, hits in per_seed))
     for seed, (model, new_widths, keep, _, _) in zip(seeds, per_seed):
         checkpoint.save(config.pruned_file(params, net, seed), model, arch, new_widths, base["in_channels"],
-                        base["num_classes"], meta={"keep": {k: v.tolist() for k, v in keep.items()}, **tags})
+                        base["num_classes"], meta={"keep": {k: v.tolist() for k, v in keep.items()}, **tags,
+                                                   "numerics": pipeline.numerics_record(params)})
+    metrics["numerics"] = pipeline.numerics_record(params)
     pipeline.write_json(net.file(Path(paths["metrics"]) / "prune", ".json"), metrics)
 
 

@@ -3,6 +3,10 @@
 comparison, the top-1 summary DVC lists as metrics, the fine-tuning curves and the
 top-1-vs-MACs plot; for the paper pipeline, its table in the paper's layout."""
 
+from prunelab import numerics
+
+numerics.prepare()  # first, before torch and numpy load: the variables engine.cpu_numerics sets
+
 from prunelab import config
 from prunelab.cli import write_table
 

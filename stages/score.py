@@ -7,6 +7,10 @@ images, and also stores each group's utilization curve. The scores file records 
 numbers came from.
 """
 
+from prunelab import numerics
+
+numerics.prepare()  # first, before torch and numpy load: the variables engine.cpu_numerics sets
+
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -46,7 +50,8 @@ def main() -> None:
             if criterion in criteria.SEED_DRAWN and "seeds" in params:  # one draw per fine-tuning seed
                 extra["scores_per_seed"] = {seed: score_fn(model, groups, seed) for seed in config.seeds(params)}
     checkpoint.torch_save(Path(paths["scores"]) / f"{criterion}.pt",
-                          {"scores": scores, "meta": {"criterion": criterion, **provenance}, **extra})
+                          {"scores": scores, "meta": {"criterion": criterion, **provenance,
+                                                     "numerics": pipeline.numerics_record(params)}, **extra})
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ auto's choices and the hand-set settings they are measured against outlined) and
 results/sensitivity.json (the baseline on the same images; per auto setting its rates, the MACs
 reduction they reach and their summed sensitivity), which the prune stage reads."""
 
+from prunelab import numerics
+
+numerics.prepare()  # first, before torch and numpy load: the variables engine.cpu_numerics sets
+
 import math
 from pathlib import Path
 
@@ -80,6 +84,7 @@ def main() -> None:
                 entry["hand_set_summed_drop_images"], entry["hand_set_summed_loss_increase"] = summed
             marks.setdefault(f"{target} (hand-set)", hand)
         record["auto"][name] = entry
+    record["numerics"] = pipeline.numerics_record(params)
     pipeline.write_json(results / "sensitivity.json", record)
     title = (f"{MODEL_NAMES.get(arch, arch)} on {DATA_NAMES.get(params['data']['name'], params['data']['name'])}, "
              f"{METHOD_NAMES.get(sens['criterion'], sens['criterion'])}'s channels:\n"

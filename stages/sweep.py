@@ -6,6 +6,10 @@ Random prunes each of `seeds`' draws, plotted as their mean and range. SNPFI pic
 for the MACs reduction the scheme's rates give and recovers as in the prune stage (least-squares
 refit: its "straight after pruning"). Writes results/sweep.csv (a DVC plot) and sweep.png."""
 
+from prunelab import numerics
+
+numerics.prepare()  # first, before torch and numpy load: the variables engine.cpu_numerics sets
+
 import json
 import math
 from pathlib import Path

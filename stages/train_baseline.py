@@ -1,6 +1,10 @@
 """train_baseline: train the unpruned network (or take model.pretrained's weights); write its
 checkpoint, metrics and learning curve. Killed mid-way, it resumes from its last epoch."""
 
+from prunelab import numerics
+
+numerics.prepare()  # first, before torch and numpy load: the variables engine.cpu_numerics sets
+
 from pathlib import Path
 
 from prunelab import checkpoint, config, counting, models, pipeline
@@ -31,7 +35,8 @@ def main() -> None:
         run.log_metrics(counts)  # top-1 and loss are already in the per-epoch history
         metrics = {"top1": final["top1"], "loss": final["loss"], **counts}
         checkpoint.save(paths["baseline"], model, arch, models.default_widths(arch), splits.in_channels,
-                        splits.num_classes, meta={"stage": "train_baseline", "seed": params["seed"], **metrics})
+                        splits.num_classes, meta={"stage": "train_baseline", "seed": params["seed"], **metrics,
+                              "numerics": pipeline.numerics_record(params)})
         pipeline.write_json(Path(paths["metrics"]) / "train_baseline.json", metrics)
         pipeline.write_curve(Path(paths["metrics"]) / "train_baseline.csv", curve)
         run.record_outputs([paths["baseline"], Path(paths["metrics"]) / "train_baseline.json",

@@ -24,11 +24,19 @@ DEVICES = [pytest.param(torch.device("cpu"), id="cpu")] + (
     [pytest.param(torch.device("cuda"), id="cuda")] if torch.cuda.is_available() else [])
 
 
+# Stages in the tests run natively, one thread each (env()): two xdist workers on two cores, and
+# stages run in the test process itself (stage_in_process), where torch is loaded long before a
+# stage could set up the portable numerics. tests/test_numerics.py runs portable stages apart.
+NUMERICS = {"engine.cpu_numerics": "native"}
+
+
 def copy_project(dst: Path, **overrides) -> Path:
-    """A git + DVC repo at dst with the project's code and params.yaml updated by overrides.
+    """A git + DVC repo at dst with the project's code and params.yaml updated by NUMERICS and
+    overrides.
 
     overrides: dotted keys, e.g. {"train.epochs": 1}; a value of None deletes the key.
     """
+    overrides = {**NUMERICS, **overrides}
     dst.mkdir(parents=True, exist_ok=True)
     for d in ("prunelab", "stages"):
         shutil.copytree(ROOT / d, dst / d, ignore=shutil.ignore_patterns("__pycache__"))
@@ -56,7 +64,7 @@ def copy_paper_project(dst: Path, write_vars: bool = True, **overrides) -> Path:
                     ignore=shutil.ignore_patterns("runs", "mlflow.db", "results", "tmp", "dvc_plots", "dvc.lock"))
     params = yaml.safe_load((ROOT / "paper" / "params.yaml").read_text())
     params["tracking"]["uri"] = f"sqlite:///{dst / 'paper' / 'mlflow.db'}"
-    set_params(params, overrides)
+    set_params(params, {**NUMERICS, **overrides})
     # no anchors in the copy: the resolved values, which DVC and the stages read alike
     (dst / "paper" / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     if write_vars:

@@ -13,7 +13,7 @@ import sys
 import pytest
 import yaml
 
-from helpers import BIN, ROOT, copy_project, env, set_params
+from helpers import BIN, NUMERICS, ROOT, copy_project, env, set_params
 from prunelab import config, synthetic
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -109,7 +109,7 @@ def smoke(tmp_path_factory):
                                                   "dvc.lock", "dvc_plots"))
     params = yaml.safe_load((project / "fashion" / "params.yaml").read_text())
     params["tracking"]["uri"] = f"sqlite:///{project / 'fashion' / 'mlflow.db'}"
-    set_params(params, SMOKE)
+    set_params(params, {**NUMERICS, **SMOKE})
     (project / "fashion" / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     raw = synthetic.write_fashion_mnist(project / "data", train=300, test=100)
     (project / "shim").mkdir()

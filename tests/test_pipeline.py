@@ -140,7 +140,7 @@ def test_table_from_mlflow_is_byte_identical(project, tmp_path):
     results = project / "results"
     before = {n: (results / n).read_bytes() for n in ("table.md", "table.tex", "table.csv", "comparison.md",
                                                           "summary.json", "finetune_curves.csv", "top1_vs_macs.csv",
-                                                          "top1_vs_macs.png")}
+                                                          "top1_vs_macs.png", "latency.md", "latency.csv")}
     for n in before:
         (results / n).unlink()
     run([str(BIN / "python"), "-m", "prunelab.cli", "table", "--from-mlflow"], project)
@@ -162,6 +162,15 @@ def test_mlflow_has_a_run_per_stage_with_params_metrics_and_tags(project):
     tb = next(r for r in runs if r.info.run_name == "train_baseline")
     assert tb.data.params["train.epochs"] == "2"
     assert len(client.get_metric_history(tb.info.run_id, "top1")) == 2  # one point per epoch
+    # every run says which CPU numerics made its results (here native, one thread: helpers.NUMERICS;
+    # tests/test_numerics.py runs portable stages); a run the stage logged, also on what CPU
+    import torch
+
+    for r in runs:
+        assert r.data.tags["numerics.cpu_numerics"] == "native", r.info.run_name
+        assert r.data.tags["numerics.cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+        assert r.data.tags["numerics.threads"] == "1" and r.data.tags["numerics.variables.OMP_NUM_THREADS"] == "1"
+    assert tb.data.tags["machine.cpu_vendor"] in ("GenuineIntel", "AuthenticAMD") and tb.data.tags["machine.cpu_model"]
 
 
 def test_a_finetune_param_reruns_only_finetune_and_what_follows(project):
@@ -174,16 +183,46 @@ def test_a_finetune_param_reruns_only_finetune_and_what_follows(project):
 
 
 
-def test_latency_is_measured_and_tabulated(project):
+def test_latency_is_measured_and_tabulated_apart(project):
+    """Latencies go to files of their own (metrics/latency/, results/latency.md): measuring them
+    changes no other tracked file, so those stay the same bytes on any machine."""
+    deterministic = {k: v for k, v in outputs(project).items() if "latency" not in k}
     edit_params(project, **{"latency.repeats": 3, "latency.warmup": 1, "latency.batch_sizes": [1, 32]})
     r = dvc(project, "repro")
     assert ran(r.stdout) == {"check_params", "evaluate@chip-r1", "evaluate@chip-r2", "report", "mlflow_sync"}
-    rec = json.loads((project / "results/metrics/evaluate/chip-r2.json").read_text())
+    rec = json.loads((project / "results/metrics/latency/chip-r2.json").read_text())
     for b in (1, 32):
         base, pruned = rec[f"latency_cpu_b{b}_baseline_ms"], rec[f"latency_cpu_b{b}_pruned_ms"]
         assert 0 < base and 0 < pruned and rec[f"speedup_cpu_b{b}"] == base / pruned
-    header = next(line for line in (project / "results/table.md").read_text().splitlines() if line.startswith("| Model"))
-    assert header.endswith("| Speed-up, CPU (batch 1 / 32) |")
+    assert rec["machine"]["cpu_model"]
+    header = next(line for line in (project / "results/latency.md").read_text().splitlines() if line.startswith("| Model"))
+    assert header.endswith("| Speed-up, CPU (batch 1 / 32) | Latency, CPU (ms, batch 1 / 32) |")
+    assert {k: v for k, v in outputs(project).items() if "latency" not in k} == deterministic
+
+
+def test_a_clone_pulls_from_the_remote_instead_of_retraining(project, tmp_path):
+    """README, "Pull instead of retraining": a run pushed to a DVC remote (here a local folder,
+    as any of DVC's storage kinds); a clone of the repository runs `make pull`'s command and gets
+    every output from the remote: no stage but mlflow_sync runs, every file as dvc.lock says."""
+    remote, clone = tmp_path / "remote", tmp_path / "clone"
+    (project / ".gitignore").write_text("mlflow.db\n*.db\ndownloaded/\n")
+    dvc(project, "remote", "add", "-d", "storage", str(remote))
+    dvc(project, "push", "--run-cache")
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "results"], project)
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    assert not (clone / "models").exists()  # weights are never in git
+    pull = re.search(r"(?m)^pull:.*\n(?:\t.*\n)*?\t.*\$\(VENV\)/bin/(dvc repro --pull)$", (ROOT / "Makefile").read_text())
+    assert pull, "Makefile's pull target no longer runs dvc repro --pull"
+    fresh = {**env(clone), "MLFLOW_TRACKING_URI": f"sqlite:///{clone / 'mlflow.db'}"}
+    r = subprocess.run([str(BIN / "dvc"), *pull.group(1).split()[1:]], cwd=clone, env=fresh, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert ran(r.stdout) == {"mlflow_sync"}, r.stdout
+    for entry in _lock(clone).values():
+        for out in entry.get("outs", []):
+            assert (clone / out["path"]).exists(), out["path"]
+    assert run(["git", "status", "--porcelain"], clone).stdout == ""
 
 
 # --- MLflow holds every result the workspace holds, tied to dvc.lock

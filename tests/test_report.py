@@ -96,19 +96,27 @@ def test_paper_table_puts_the_papers_top1_beside_ours(tmp_path):
     assert out["table.csv"].read_text().splitlines()[0].endswith("paper_baseline_top1,paper_pruned_top1")
 
 
-def test_measured_speedups_get_a_column_per_device_next_to_the_flops(tmp_path):
-    r = record(speedup_cpu_b1=1.5, speedup_cpu_b256=1.8234, latency_cpu_b1_baseline_ms=3.0)
-    out = report.write_tables([r, record(setting="r2")], tmp_path)
-    md = out["table.md"].read_text()
+def test_measured_latency_has_a_table_of_its_own_and_the_results_tables_none(tmp_path):
+    """A measurement differs between runs: the results tables (which must be the same bytes on any
+    CPU) never show one; latency.md gives, per network, the speed-up and both medians."""
+    timed = dict(speedup_cpu_b1=1.5, speedup_cpu_b256=1.8234, latency_cpu_b1_baseline_ms=3.0,
+                 latency_cpu_b1_pruned_ms=2.0, latency_cpu_b256_baseline_ms=91.17, latency_cpu_b256_pruned_ms=50.0)
+    out = report.write_tables([record(**timed, machine={"cpu_model": "AMD EPYC"}), record(setting="r2")], tmp_path)
+    untimed = report.write_tables([record(), record(setting="r2")], tmp_path / "untimed")
+    for name in ("table.md", "table.tex", "table.csv", "comparison.md", "summary.json"):
+        assert out[name].read_bytes() == untimed[name].read_bytes(), f"{name} depends on a measured latency"
+    md = out["latency.md"].read_text()
     header = next(line for line in md.splitlines() if line.startswith("| Model"))
-    assert header.endswith("| FLOPs (paper) (↓%) | Speed-up, CPU (batch 1 / 256) |")
-    assert "| 1.50× / 1.82× |" in md and "| – / – |" in md and "median inference latency" in md
-    assert r"1.50$\times$ / 1.82$\times$" in out["table.tex"].read_text()
-    as_mlflow = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in r.items()}
-    again = report.write_tables([as_mlflow, record(setting="r2")], tmp_path / "again")
-    assert again["table.md"].read_bytes() == out["table.md"].read_bytes()
-    assert "speedup_cpu_b256" in out["table.csv"].read_text().splitlines()[0]
-    assert "Speed-up" not in report.write_tables([record()], tmp_path / "none")["table.md"].read_text()
+    assert header == ("| Model | Method | Sparsity | Speed-up, CPU (batch 1 / 256) | Latency, CPU (ms, batch 1 / 256) |")
+    # 3.0 / 2.0 = 1.50; 91.17 / 50.0 = 1.8234 -> 1.82; the unmeasured network: dashes
+    assert "| ResNet-56 | CHIP | `[0.]+[0.15]*2+[0.4]*27` | 1.50× / 1.82× | 3.00 → 2.00 / 91.17 → 50.00 |" in md
+    assert "| – / – | – / – |" in md and "Measured on: AMD EPYC." in md
+    assert out["latency.csv"].read_text().splitlines()[0].split(",")[:4] == ["model", "criterion", "setting", "sparsity"]
+    # from MLflow: every metric a float, the machine a flattened tag; the same bytes
+    as_mlflow = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in record(**timed).items()}
+    again = report.write_tables([{**as_mlflow, "machine.cpu_model": "AMD EPYC"}, record(setting="r2")], tmp_path / "again")
+    assert again["latency.md"].read_bytes() == out["latency.md"].read_bytes()
+    assert "Not measured" in untimed["latency.md"].read_text()
 
 
 def test_networks_at_the_same_point_stay_visible(tmp_path):

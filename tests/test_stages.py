@@ -39,6 +39,8 @@ CASES = [
     ({"finetune.epochs": -3}, "finetune.epochs", "must be an integer"),
     ({"train.epoch": 3}, "train.epoch", "unknown key; allowed: epochs"),
     ({"device": "tpu"}, "device", "allowed: auto, cpu, cuda"),
+    ({"engine.cpu_numerics": "fast"}, "engine.cpu_numerics", "allowed: portable, native"),
+    ({"engine.cpu_numerics": None}, "engine", "cpu_numerics"),
     # strict types: YAML gives every value its type, and nothing is coerced
     ({"engine.channels_last": 1}, "engine.channels_last", "allowed: auto, true, false"),
     ({"train.lr": "0.1"}, "train.lr", "must be a number in (0, 10), got '0.1'"),
