@@ -13,9 +13,10 @@ of the machine falls on both; each reports images per second over --steps SGD st
   aten, onednn, mkl   native plus that one cap (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA,
             MKL_CBWR): where the cost goes
 
-    python benchmarks/numerics_cost.py [--rounds 3] [--steps 60] [--warmup 10] [--parts]
+    python benchmarks/numerics_cost.py [--rounds 3] [--steps 60] [--warmup 10] [--parts] [--out FILE]
 
-Prints a table, then one JSON line.
+Prints a table, then one JSON line (also written to --out: the README's figures come from
+results/numerics_cost.json, written so).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--threads", type=int, default=numerics.THREADS, help="native's threads")
     parser.add_argument("--parts", action="store_true", help="also each cap alone (aten, onednn, mkl)")
+    parser.add_argument("--out", type=Path, help="also write the JSON line here")
     args = parser.parse_args()
     settings = ["native", "portable"] + (list(PARTS) if args.parts else [])
     runs: dict[str, list[dict]] = {s: [] for s in settings}
@@ -103,8 +105,12 @@ def main() -> None:
     print(f"{'setting':<10} {'capability':<11} {'images/s':>9} {'vs native':>9}")
     for s in settings:
         print(f"{s:<10} {runs[s][0]['capability']:<11} {median[s]:>9.0f} {median[s] / median['native']:>9.3f}")
-    print(json.dumps({"cpu": model, "vendor": vendor, "rounds": args.rounds, "steps": args.steps,
-                      "images_per_s": median, "portable_over_native": median["portable"] / median["native"]}))
+    line = json.dumps({"cpu": model, "vendor": vendor, "rounds": args.rounds, "steps": args.steps,
+                       "threads": args.threads, "images_per_s": median,
+                       "portable_over_native": median["portable"] / median["native"]}, sort_keys=True)
+    print(line)
+    if args.out:
+        args.out.write_text(line + "\n")
 
 
 if __name__ == "__main__":

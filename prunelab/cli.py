@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--classes", type=int, help="number of classes (default: the paper's, 10 or 1000)")
     p.add_argument("--json", action="store_true", help='print {"params", "macs", "flops_paper"} as JSON')
     p.set_defaults(func=count_command)
-    pt = sub.add_parser("paper-table", help="CHIP's rows and SNPFI's systems at 60%: params, MACs and FLOPs computed from the architectures")
+    pt = sub.add_parser("paper-table", help="CHIP's rows and SNPFI's systems at 60%%: params, MACs and FLOPs computed from the architectures")
     pt.set_defaults(func=paper_table_command)
     t = sub.add_parser("table", help="rebuild the report stage's outputs from the tracked results",
                        description="Rebuild what the report stage writes: results/table.{md,tex,csv}, "

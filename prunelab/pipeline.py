@@ -304,6 +304,11 @@ def train_resumably(params: dict, stage: str, item: str | None, sections: dict, 
     return run.run_id
 
 
+def no_arguments(description: str) -> None:
+    """A stage that takes no arguments: --help prints what it does, anything else is refused."""
+    argparse.ArgumentParser(description=description).parse_args()
+
+
 def experiment_stage(description: str, criterion: bool = False) -> tuple[dict, str | None]:
     """Params of a per-model stage (train_baseline, extract_features, score) and its --criterion.
 

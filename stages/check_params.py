@@ -21,6 +21,7 @@ PASSED = "params.yaml passed stages/check_params.py\n"
 
 
 def main() -> None:
+    pipeline.no_arguments(__doc__)
     params = config.load_any("params.yaml")
     if config.is_paper(params):
         config.check_paper_dvc_yaml(params, "dvc.yaml")

@@ -21,6 +21,7 @@ from prunelab import config, pipeline, tracking
 
 
 def main() -> None:
+    pipeline.no_arguments(__doc__)
     params = config.load_any("params.yaml")
     t = params["tracking"]
     tracking.check_store(t["uri"])

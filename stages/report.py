@@ -7,11 +7,12 @@ from prunelab import numerics
 
 numerics.prepare()  # first, before torch and numpy load: the variables engine.cpu_numerics sets
 
-from prunelab import config
+from prunelab import config, pipeline
 from prunelab.cli import write_table
 
 
 def main() -> None:
+    pipeline.no_arguments(__doc__)
     written = write_table(config.load_any("params.yaml"))
     print(written["table.md"].read_text(), end="")
 

@@ -25,6 +25,7 @@ from prunelab.sparsity import auto_target, compact, is_auto, parse_sparsity
 
 
 def main() -> None:
+    pipeline.no_arguments(__doc__)
     params = config.load_params("params.yaml")
     paths, sens, dev = params["paths"], params["sensitivity"], pipeline.device(params)
     base = checkpoint.load(paths["baseline"])

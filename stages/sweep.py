@@ -23,6 +23,7 @@ from prunelab.report import DATA_NAMES, MODEL_NAMES
 
 
 def main() -> None:
+    pipeline.no_arguments(__doc__)
     params = config.load_params("params.yaml")
     paths, sw, dev = params["paths"], params["sweep"], pipeline.device(params)
     base = checkpoint.load(paths["baseline"])
