@@ -143,13 +143,14 @@ def distinguishable_after_finetuning(comparison: str) -> list[str]:
 
 
 def test_readme_one_baseline_paragraph_is_the_cross_cpu_run_s():
-    """The other CPU's run (results/cross_cpu/): its baseline, CHIP at r2, and the differences that
-    exclude 0 there, set against the tracked run's; 'none of them' holds only while none is shared."""
+    """The run on another CPU with native kernels (results/cross_cpu/): its baseline, CHIP at r2,
+    and the differences that exclude 0 there, set against the tracked run's, with how many both
+    runs share."""
     readme = " ".join((ROOT / "README.md").read_text().split())  # the paragraph wraps
     here, there = ROOT / "results", ROOT / "results" / "cross_cpu"
     m = re.search(r"another baseline: ([\d.]+)% top-1 against ([\d.]+)%\. There CHIP at r2 ends at (.+?) against (.+?) "
-                  r"here, and (\d+) of the (\d+) differences after fine-tuning exclude 0, none of them one of the (\d+) "
-                  r"above: (.+?) \(`results/cross_cpu/comparison.md`\)", readme)
+                  r"here, and (\d+) of the (\d+) differences after fine-tuning exclude 0, (\d+) of them also among the "
+                  r"(\d+) above: (.+?) \(`results/cross_cpu/comparison.md`\)", readme)
     assert m, "the README's 'One baseline' paragraph is missing or reworded"
 
     def chip_r2(folder):  # (baseline top-1, CHIP's pruned top-1 cell) from the table's CHIP r2 row
@@ -161,9 +162,10 @@ def test_readme_one_baseline_paragraph_is_the_cross_cpu_run_s():
     assert (m[1], m[3]) == chip_r2(there) and (m[2], m[4]) == chip_r2(here)
     theirs = distinguishable_after_finetuning((there / "comparison.md").read_text())
     ours = distinguishable_after_finetuning((here / "comparison.md").read_text())
-    assert (int(m[5]), int(m[6]), int(m[7])) == (len(theirs), 14, len(ours)) and m[8] == "; ".join(theirs)
     label_at = lambda row: row.split(" (")[0]  # noqa: E731  'SNPFI − Random at auto'
-    assert not {label_at(r) for r in theirs} & {label_at(r) for r in ours}
+    shared = {label_at(r) for r in theirs} & {label_at(r) for r in ours}
+    assert (int(m[5]), int(m[6]), int(m[7]), int(m[8])) == (len(theirs), 14, len(shared), len(ours))
+    assert m[9] == "; ".join(theirs)
     assert "c387fd43b9bdd5afbf24a803b891da7b" in (there / "machine.txt").read_text()
 
 
@@ -461,3 +463,19 @@ def test_readme_fashion_sensitivity_figures_are_its_sensitivity_s():
            ("stage-2 outputs at 0.5", stage2, top1[2, 0.5], 2),
            ("lowest inner slot at 0.5", inner, min(v for (slot, rate), v in top1.items() if rate == 0.5 and slot >= 3), 2),
            ("baseline on those images", baseline, info["baseline_top1"], 2)])
+
+
+def test_readme_numerics_cost_is_the_benchmark_s():
+    """The portable numerics' cost, as benchmarks/numerics_cost.py --out results/numerics_cost.json
+    measured it."""
+    cost = json.loads((ROOT / "results" / "numerics_cost.json").read_text())
+    ips = cost["images_per_s"]
+    cpu, rounds, steps, native, portable, ratio, onednn, aten, mkl = readme_numbers(
+        r"writes `results/numerics_cost.json`\. On ([^.(]+?) \(median of (\d+) rounds of (\d+) steps, 2 threads each\): native (\d+) images/s, portable (\d+), a "
+        r"ratio of ([\d.]+)\. Each cap alone: oneDNN's ([\d.]+), ATen's ([\d.]+), MKL's compatible mode ([\d.]+)")
+    assert (cpu, int(rounds), int(steps), cost["threads"]) == (cost["cpu"], cost["rounds"], cost["steps"], 2)
+    check([("native images/s", native, ips["native"], 0), ("portable images/s", portable, ips["portable"], 0),
+           ("portable / native", ratio, cost["portable_over_native"], 2),
+           ("oneDNN cap alone", onednn, ips["onednn"] / ips["native"], 2),
+           ("ATen cap alone", aten, ips["aten"] / ips["native"], 2),
+           ("MKL_CBWR alone", mkl, ips["mkl"] / ips["native"], 2)])
