@@ -13,7 +13,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup repro pull test system-packages clean fashion-data
+.PHONY: setup repro pull test test-slow system-packages clean fashion-data
 
 $(UV):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target .tools uv==$(UV_VERSION)
@@ -54,6 +54,10 @@ pull: setup
 
 test: setup system-packages
 	$(VENV)/bin/python -m pytest
+
+# The checks too long for `make test` (tests marked slow): CI runs them after it.
+test-slow: setup system-packages
+	$(VENV)/bin/python -m pytest -m slow
 
 # System packages some tests use: Debian's qemu-user (an emulated CPU: tests/test_numerics.py)
 # and dataset-fashion-mnist (the real-data loader). Installed where this user can (apt-get, and

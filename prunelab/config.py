@@ -687,5 +687,8 @@ def run_stage(main: Callable[[], None]) -> None:
     except PrunelabError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback through PyTorch; 130 as a shell says
+        print("interrupted: a training stage resumes from its last finished epoch on the next run", file=sys.stderr)
+        raise SystemExit(130) from None
     finally:
         distributed.cleanup()  # under torchrun: leave the process group

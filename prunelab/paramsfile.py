@@ -54,8 +54,30 @@ def _expanded_nodes(node: yaml.Node, sizes: dict[int, int | None]) -> int:
     return n
 
 
+def _check_duplicate_keys(node: yaml.Node, seen: set[int]) -> None:
+    """Refuse a mapping that names a key twice: YAML loaders keep the last one silently, so
+    `seed: 0` then `seed: 7` would run seed 7 (DVC refuses such a file; a stage run directly
+    must too). Walks each distinct node once (aliases share theirs)."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if key.value in lines:
+                    raise ConfigError(f"key {short(key.value)} appears twice in one mapping (lines "
+                                      f"{lines[key.value] + 1} and {key.start_mark.line + 1}); keep one")
+                lines[key.value] = key.start_mark.line
+            _check_duplicate_keys(value, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_duplicate_keys(item, seen)
+
+
 def read(path: str | Path) -> dict:
-    """A params file's YAML, refusing files past MAX_PARAMS_BYTES or MAX_PARAMS_NODES expanded values."""
+    """A params file's YAML, refusing files past MAX_PARAMS_BYTES or MAX_PARAMS_NODES expanded
+    values, and mappings that name a key twice."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such params file")
@@ -69,6 +91,8 @@ def read(path: str | Path) -> dict:
         node = loader.get_single_node()
         if node is not None and _expanded_nodes(node, {}) > MAX_PARAMS_NODES:
             raise ConfigError(f"holds more than {MAX_PARAMS_NODES} values with its YAML aliases expanded")
+        if node is not None:
+            _check_duplicate_keys(node, set())
         return (loader.construct_document(node) if node is not None else None) or {}
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None

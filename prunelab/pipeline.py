@@ -276,6 +276,12 @@ def train_resumably(params: dict, stage: str, item: str | None, sections: dict, 
     The resume file's fingerprint covers the stage's params sections and the md5 of its input
     files, and it records the stage's code (code_fingerprint), so a changed configuration or a
     changed code dependency starts over; the latter says so in one line.
+
+    A fine-tuning seed's state outlives its outputs until the network's last seed is written:
+    DVC deletes the network's whole output folder before it runs the stage again, so a stage
+    interrupted at seed 2 would else train seeds 0 and 1 again. Their final states come back
+    instead: fit() has no epoch left, the outputs are written again from them (the same bytes)
+    and the seed's MLflow run is continued, not duplicated.
     """
     fingerprint = config.params_hash({"sections": sections, "inputs": [checkpoint.file_hash(p) for p in inputs]})
     # a network's fine-tuned checkpoints are one DVC output folder, which DVC deletes before a re-run: keep the state outside it
@@ -300,8 +306,26 @@ def train_resumably(params: dict, stage: str, item: str | None, sections: dict, 
 
         final = train(on_epoch, saved["train"] if saved else None, save_state)
         write_outputs(final, curve, run)
-    resume.remove()
+    for path in _finished_states(params, stage, item, sections, resume):
+        path.unlink(missing_ok=True)
     return run.run_id
+
+
+def _finished_states(params: dict, stage: str, item: str | None, sections: dict,
+                     resume: checkpoint.ResumeFile) -> list[Path]:
+    """The resume files done with once this seed's outputs are written: its own; for a
+    fine-tuning seed, none until the network's last seed, then every seed's."""
+    if stage != "finetune":
+        return [resume.path]
+    seeds = config.seeds(params)
+    if sections["seed"] != seeds[-1]:
+        return []
+    net = next(n for n in config.networks(params) if n.name == item)
+    states = []
+    for seed in seeds:
+        output = config.finetuned_file(params, net, seed)
+        states.append(checkpoint.ResumeFile(output, "", folder=output.parent).path)
+    return states
 
 
 def no_arguments(description: str) -> None:

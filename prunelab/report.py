@@ -399,6 +399,7 @@ def plot_png(pts: pd.DataFrame, path: str | Path, title: str, spread: pd.Series 
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
     criteria = list(dict.fromkeys(pts.criterion))
+    settings = [s for s in dict.fromkeys(pts.setting) if s]  # each setting's label on its own line
     span = (pts.macs.max() - pts.macs.min()) / 1e6 or pts.macs.max() / 1e6
     dodge = {c: (k - (len(criteria) - 1) / 2) * 0.018 * span for k, c in enumerate(criteria)}
     for ax, column, label in ((axes[0], "top1_before_finetune", "top-1 before fine-tuning (%)"),
@@ -413,9 +414,10 @@ def plot_png(pts: pd.DataFrame, path: str | Path, title: str, spread: pd.Series 
                         markeredgewidth=1.5, ecolor=colour, capsize=3, linestyle="none",
                         label=METHOD_NAMES.get(criterion, criterion))
             for r, xi in zip(rows.itertuples(index=False), x):
-                if r.setting and criterion == criteria[-1]:  # a setting's name once, beside its last network
-                    ax.annotate(r.setting, (xi, getattr(r, column)), textcoords="offset points", xytext=(6, -3),
-                                fontsize=8)
+                if r.setting and criterion == criteria[-1]:  # a setting's name once, beside its last network,
+                    k = settings.index(r.setting)  # above it or below, by setting: two at one point stay apart
+                    ax.annotate(r.setting, (xi, getattr(r, column)), textcoords="offset points",
+                                xytext=(6, 5 if k % 2 == 0 else -13), fontsize=8)
         ax.set_xlabel("MACs (M)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

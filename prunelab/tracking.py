@@ -78,19 +78,61 @@ _USER_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
 def tracking_uri(configured: str) -> str:
-    """MLFLOW_TRACKING_URI, when the process was started with it, overrides the params' tracking.uri."""
-    return _USER_URI or configured
+    """MLFLOW_TRACKING_URI, when the process was started with it, overrides the params' tracking.uri.
+
+    A relative SQLite path is the workspace's: relative to the folder of the params file, which
+    is where DVC runs the stages, and where `dvc exp run --queue` and `--temp` run them in a
+    copy of the repository under .dvc/tmp/exps/, the workspace that copy was made from (DVC
+    names it in DVC_ROOT). Else a queued experiment would log into a store of its own that DVC
+    deletes with the copy.
+    """
+    uri = _USER_URI or configured
+    db = _sqlite_file(uri)
+    if db is None or db.is_absolute():
+        return uri
+    return f"sqlite:///{_workspace(Path.cwd()) / db}"
+
+
+def _workspace(cwd: Path) -> Path:
+    """cwd, or where it stands in the workspace a DVC experiment's copy was made from: DVC sets
+    DVC_ROOT, for every stage, to its repository's root, and for a queued experiment to the
+    original repository's."""
+    root = os.environ.get("DVC_ROOT")
+    if not root:
+        return cwd
+    here = next((d for d in (cwd, *cwd.parents) if (d / ".dvc").is_dir()), None)
+    return Path(root) / cwd.relative_to(here) if here is not None else cwd
 
 
 def _sqlite_file(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
-def check_store(configured: str, must_exist: bool = False) -> str:
+def _not_an_mlflow_store(db: Path) -> str | None:
+    """Why an existing SQLite file cannot be MLflow's store, read with the standard library (no
+    MLflow import): not a database, or no MLflow schema in it; None if it looks like one."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        return str(e)
+    if tables and not {"alembic_version", "experiments", "runs"} <= tables:
+        return f"a SQLite database without MLflow's tables ({', '.join(sorted(tables)[:4])}...)"
+    return None
+
+
+def check_store(configured: str, must_exist: bool = False, open_store: bool = False) -> str:
     """The tracking URI, once its store answers; else TrackingError naming tracking.uri.
 
     A server gets one request with a short timeout and no retries. A SQLite file is not
-    created when must_exist (a reader such as `prunelab table --from-mlflow`).
+    created when must_exist (a reader such as `prunelab table --from-mlflow`); one that exists
+    must be a SQLite database with MLflow's tables. open_store (the params check, before any
+    stage runs) also opens it with MLflow as the stages will, schema check included.
     """
     uri = tracking_uri(configured)
     db = _sqlite_file(uri)
@@ -99,14 +141,18 @@ def check_store(configured: str, must_exist: bool = False) -> str:
             raise TrackingError(f"tracking.uri: {uri} does not exist; run `dvc repro` first")
         if not db.parent.is_dir():
             raise TrackingError(f"tracking.uri: {uri}: no folder {db.parent}")
-        return uri
-    if uri.startswith(("http://", "https://")):
+        why = _not_an_mlflow_store(db) if db.is_file() else None
+        if why:
+            raise TrackingError(f"tracking.uri: {uri} is not an MLflow store ({why[:200]}); move the file away "
+                                "or point tracking.uri elsewhere")
+    if (open_store and db is not None) or uri.startswith(("http://", "https://")):
         mlflow = _mlflow()
         try:
             mlflow.tracking.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
         except Exception as e:  # noqa: BLE001 - any failure of the one request means "does not answer"
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise TrackingError(f"tracking.uri: {uri} does not answer ({first})") from None
+            verb = "cannot be opened" if db is not None else "does not answer"
+            raise TrackingError(f"tracking.uri: {uri} {verb} ({first})") from None
     return uri
 
 
@@ -218,7 +264,9 @@ def stage_run(run_name: str, uri: str, experiment: str, params: dict, tags: dict
     with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name) as run:
         mlflow.log_params({k: str(v) for k, v in flatten(params).items()})
         mlflow.set_tags({"git_commit": git_commit(), "host": socket.gethostname(), "pid": str(os.getpid()),
-                         "dvc_stage": run_name, **{k: str(v) for k, v in tags.items()}})
+                         "dvc_stage": run_name, **({"dvc_exp_name": os.environ["DVC_EXP_NAME"]}
+                                                   if os.environ.get("DVC_EXP_NAME") else {}),
+                         **{k: str(v) for k, v in tags.items()}})
         yield StageRun(mlflow, run)
 
 
@@ -299,7 +347,9 @@ def sync_lock(uri: str, experiment: str, restore, lock_file: str | Path = "dvc.l
             done[name] = "linked"
             continue
         for params, metrics, tags, artifacts, dataset in restore(name, entry):
-            with mlflow.start_run(experiment_id=experiment_id, run_name=name):
+            # host and pid from the start: a sync killed half-way leaves a run the next one closes
+            with mlflow.start_run(experiment_id=experiment_id, run_name=name,
+                                  tags={"host": socket.gethostname(), "pid": str(os.getpid())}):
                 if dataset is not None:
                     _log_dataset(mlflow, *dataset)
                 mlflow.log_params({k: str(v) for k, v in flatten(params).items()})

@@ -25,7 +25,8 @@ def main() -> None:
     params = config.load_any("params.yaml")
     if config.is_paper(params):
         config.check_paper_dvc_yaml(params, "dvc.yaml")
-    tracking.check_store(params["tracking"]["uri"])  # every stage logs there: a dead server stops them all
+    # every stage logs there: a dead server or a store MLflow cannot open stops them all, here
+    tracking.check_store(params["tracking"]["uri"], open_store=True)
     results = params["paths"]["results"]
     pipeline.write_text(Path(results) / "params_check.txt", PASSED)
 

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from collections.abc import Callable
+
 import pytest
 import torch
 import yaml
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -42,7 +45,7 @@ def copy_project(dst: Path, **overrides) -> Path:
         shutil.copytree(ROOT / d, dst / d, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", dst / "dvc.yaml")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["tracking"]["uri"] = f"sqlite:///{dst / 'mlflow.db'}"
+    params["tracking"]["uri"] = "sqlite:///mlflow.db"  # the project's own: relative, so a copy (copy_of) has its own
     set_params(params, overrides)
     if "sweep" in params and "sweep.schemes" not in overrides:  # prune.settings replaced: sweep the schemes left
         params["sweep"]["schemes"] = [s for s in params["sweep"]["schemes"] if s == "inner" or s in params["prune"]["settings"]]
@@ -63,13 +66,60 @@ def copy_paper_project(dst: Path, write_vars: bool = True, **overrides) -> Path:
     shutil.copytree(ROOT / "paper", dst / "paper",
                     ignore=shutil.ignore_patterns("runs", "mlflow.db", "results", "tmp", "dvc_plots", "dvc.lock"))
     params = yaml.safe_load((ROOT / "paper" / "params.yaml").read_text())
-    params["tracking"]["uri"] = f"sqlite:///{dst / 'paper' / 'mlflow.db'}"
+    params["tracking"]["uri"] = "sqlite:///mlflow.db"  # relative to paper/, where its stages run
     set_params(params, {**NUMERICS, **overrides})
     # no anchors in the copy: the resolved values, which DVC and the stages read alike
     (dst / "paper" / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     if write_vars:
         paper_dvc = dst / "paper" / "dvc.yaml"
         paper_dvc.write_text(with_paper_vars(paper_dvc.read_text(), params))
+    return dst
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A project build(path) makes once per test session, whichever xdist worker asks first (the
+    other waits on a file lock): the expensive reproductions are shared, not repeated per module.
+    Read it, never change it: copy_of() gives a copy to change."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "built-once"
+    root.mkdir(exist_ok=True)
+    path, done = root / name, root / f"{name}.done"
+    with FileLock(root / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            build(path)
+            done.touch()
+    return path
+
+
+def copy_of(project: Path, dst: Path) -> Path:
+    """A copy of a built project to change: its files, git and DVC state, and its MLflow store,
+    whose runs then keep their artifacts in the copy (MLflow stores their folders' absolute paths)."""
+    import sqlite3
+
+    shutil.copytree(project, dst, symlinks=True)
+    db = dst / "mlflow.db"
+    if db.is_file():
+        with sqlite3.connect(db) as con:
+            for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
+                con.execute(f"UPDATE {table} SET {column} = replace({column}, ?, ?)", (str(project), str(dst)))
+    return dst
+
+
+def fresh_clone(dst: Path, **overrides) -> Path:
+    """The repository's files as a clone has them (tracked, and new files not yet committed),
+    committed in a new git repo; params updated by NUMERICS and overrides and committed, as a
+    user's edit."""
+    files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], ROOT).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dst / f)
+    run(["git", "init", "-q"], dst)
+    run(["git", "add", "-A"], dst)
+    run(["git", "commit", "-qm", "clone"], dst)
+    edit_params(dst, **NUMERICS, **overrides)
+    run(["git", "commit", "-qam", "params"], dst)
     return dst
 
 

@@ -4,44 +4,20 @@ render offline, and a bad param stops `dvc repro` before any output is removed."
 
 import json
 import re
-import shutil
 import subprocess
 
 import pytest
-import yaml
 
-from helpers import ROOT, dvc, edit_params, run
-from test_pipeline import SMALL
+from helpers import ROOT, copy_of, dvc, edit_params, run
+from test_pipeline import SMALL, small_clone
 
 NOISE = re.compile(r"WARNING|ERROR|No file hash info|failed to load|paper/", re.IGNORECASE)
 
 
-def fresh_clone(dst):
-    """The repository's files as a clone has them (tracked, and new files not yet committed),
-    committed in a new git repo; params shrunk to SMALL and committed, as a user's edit."""
-    files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], ROOT).stdout.split()
-    for f in files:
-        if (ROOT / f).is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dst / f)
-    run(["git", "init", "-q"], dst)
-    run(["git", "add", "-A"], dst)
-    run(["git", "commit", "-qm", "clone"], dst)
-    params = yaml.safe_load((dst / "params.yaml").read_text())
-    params["tracking"]["uri"] = f"sqlite:///{dst / 'mlflow.db'}"
-    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    edit_params(dst, **SMALL)
-    run(["git", "commit", "-qam", "small"], dst)
-    return dst
-
-
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory):
-    project = fresh_clone(tmp_path_factory.mktemp("clone"))
-    dvc(project, "repro")
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "reproduced"], project)
-    return project
+    """A copy of the fresh clone with SMALL reproduced (test_pipeline.small_clone), to change."""
+    return copy_of(small_clone(tmp_path_factory), tmp_path_factory.mktemp("clone") / "clone")
 
 
 def quiet(r: subprocess.CompletedProcess) -> str:
@@ -96,6 +72,12 @@ def test_plots_render_offline(clone):
     specs = [json.loads(m) for m in re.findall(r"var spec = (\{.*?\});\s*vegaEmbed\(", page, re.DOTALL)]
     assert len(specs) == 5  # baseline curve, fine-tuning curves, top-1 vs MACs, the sweep, the sensitivity heatmap
     facets = {s["facet"]["column"]["field"]: s for s in specs if s.get("facet")}
+    # one line per seed (not a criterion's seeds joined into one zig-zag), seeds told apart by dash
+    curves = facets["setting"]["spec"]["encoding"]
+    assert {"field": "seed", "type": "nominal"} in curves["detail"] and curves["strokeDash"]["field"] == "seed"
+    # the scatter: a colour per criterion, a shape per setting (r2 and auto apart at the same MACs)
+    scatter = next(s for s in specs if s.get("layer") and s["layer"][0]["mark"]["type"] == "point")
+    assert scatter["layer"][0]["encoding"]["shape"]["field"] == "setting"
     values = facets["setting"]["data"]["values"]  # the fine-tuning curves: every network and seed
     assert {(v["setting"], v["criterion"], v["seed"]) for v in values} == {
         (s, "chip", str(seed)) for s in ("r1", "r2") for seed in SMALL["seeds"]}
@@ -109,20 +91,35 @@ def test_plots_render_offline(clone):
 
 
 def test_exp_run_dry_and_queued(clone):
-    # --dry implies --temp, and a dry run checks out no outputs into the temporary copy: DVC's
-    # documented way to list what would run there is --allow-missing (README)
-    quiet(dvc(clone, "exp", "run", "--dry", "--allow-missing", check=False))
+    # the README's preview after a param change: what would run, in order, nothing run
+    edit_params(clone, **{"finetune.epochs": SMALL["finetune.epochs"] + 1})
+    dry = quiet(dvc(clone, "repro", "--dry", check=False))
+    would_run = set(re.findall(r"Running stage '([^']+)'", dry))
+    assert {"finetune@chip-r1", "evaluate@chip-r2", "report"} <= would_run and "train_baseline" not in would_run
+    assert (clone / "models" / "finetuned" / "chip-r1").is_dir()  # nothing was run, nothing removed
+    run(["git", "checkout", "params.yaml"], clone)
     quiet(dvc(clone, "exp", "run", check=False))
-    quiet(dvc(clone, "exp", "run", "--queue", check=False))
-    quiet(dvc(clone, "queue", "start", check=False))
-    # wait for the queued experiment (a worker process in the background) to end
-    for _ in range(600):
+    # two queued experiments, two workers: each runs in a copy of the repository under
+    # .dvc/tmp/exps/, and both log into the workspace's MLflow store (tracking.uri is relative)
+    for name, epochs in (("exp-a", 2), ("exp-b", 3)):
+        quiet(dvc(clone, "exp", "run", "--queue", "-n", name, "-S", f"finetune.epochs={epochs}", check=False))
+    quiet(dvc(clone, "queue", "start", "-j", "2", check=False))
+    for _ in range(900):  # wait for the workers (background processes) to end
         status = dvc(clone, "queue", "status").stdout
         if "Queued" not in status and "Running" not in status:
             break
         subprocess.run(["sleep", "1"], check=True)
     dvc(clone, "queue", "stop", check=False)
-    assert "Success" in status and "Failed" not in status, status
+    assert status.count("Success") == 2 and "Failed" not in status, status
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{clone / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("prunelab").experiment_id], max_results=1000)
+    for name, epochs in (("exp-a", 2), ("exp-b", 3)):
+        finetuned = [r for r in runs if r.data.tags.get("dvc_exp_name") == name and r.info.run_name == "finetune@chip-r1"]
+        assert len(finetuned) == len(SMALL["seeds"]), (name, [r.info.run_name for r in runs])
+        assert all(r.info.status == "FINISHED" and r.data.params["finetune.epochs"] == str(epochs) for r in finetuned)
+    assert not list((clone / ".dvc" / "tmp").rglob("mlflow.db"))  # no store of its own in a copy
 
 
 # --- a bad param loses nothing: the check_params stage stops `dvc repro` before any output goes

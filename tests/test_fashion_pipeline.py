@@ -19,8 +19,11 @@ from prunelab import config, synthetic
 sys.path.insert(0, str(ROOT / "tools"))
 from write_pipelines import PIPELINES, TEMPLATES, derived_dvc_yaml  # noqa: E402
 
-# a few hundred images, one epoch each, every criterion at both settings: the wiring, not results
+# a few hundred images, one epoch each, both settings: the wiring, not results. Three criteria,
+# one of each kind (CHIP's scores from features, random's per-seed draws, SNPFI's game) and the
+# comparison's two references; HRank and L1 run the same code paths as CHIP and random.
 SMOKE = {
+    "prune.criteria": ["chip", "random", "snpfi"],
     "data.train_subset": 200,
     "train.epochs": 1,
     "finetune.epochs": 1,

@@ -155,6 +155,11 @@ HOSTILE_FILES = {
     "4301-digit integer": (yaml.safe_dump(params_with()).replace("seed: 0", "seed: " + "9" * 4301), "seed|usable"),
     "big file": ("#" * (config.MAX_PARAMS_BYTES + 1), "bytes"),
     "not UTF-8": (b"seed: \xff\xfe\n", "YAML"),
+    # YAML keeps the last of two equal keys silently (seed 7 would run); DVC refuses such a file
+    "duplicate key": (yaml.safe_dump(params_with()).replace("seed: 0\n", "seed: 0\nseed: 7\n"),
+                      r"key 'seed' appears twice in one mapping \(lines \d+ and \d+\); keep one"),
+    "duplicate nested key": (yaml.safe_dump(params_with()).replace("  epochs:", "  lr: 0.5\n  epochs:"),
+                             "key 'lr' appears twice"),
 }
 
 

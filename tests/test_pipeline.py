@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from helpers import BIN, ROOT, copy_project, dvc, edit_params, env, run
+from helpers import BIN, ROOT, built_once, copy_of, copy_project, dvc, edit_params, env, fresh_clone, run
 
 SMALL = {
     "model.arch": "resnet20",
@@ -42,40 +42,48 @@ def outputs(project):
             if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def clean_runs(tmp_path_factory):
-    """Two fresh copies with the same params, reproduced side by side (stages are import-bound)."""
-    root = tmp_path_factory.mktemp("pipeline")
-    copies = [copy_project(root / name, **SMALL) for name in ("a", "b")]
-    procs = [subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=c, env=env(c), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for c in copies]
-    for proc in procs:
-        out = proc.communicate()[0]
-        assert proc.returncode == 0, out[-3000:]
-        assert ran(out) == ALL_STAGES
-    return copies
+def reproduced(path, make) -> None:
+    """make(path), then `dvc repro` there: every stage runs."""
+    make(path)
+    r = dvc(path, "repro")
+    assert ran(r.stdout) == ALL_STAGES, r.stdout[-3000:]
+
+
+def small_project(tmp_path_factory):
+    """SMALL reproduced in a copy of the project's code (built once per session; read only)."""
+    return built_once(tmp_path_factory, "small", lambda p: reproduced(p, lambda p: copy_project(p, **SMALL)))
+
+
+def small_clone(tmp_path_factory):
+    """SMALL reproduced in a fresh clone of the whole repository (paper/ and fashion/ included),
+    committed: what tests/test_dvc_project.py runs DVC's own commands on (built once; read only)."""
+    def make(p):
+        reproduced(p, lambda p: fresh_clone(p, **SMALL))
+        run(["git", "add", "-A"], p)
+        run(["git", "commit", "-qm", "reproduced"], p)
+    return built_once(tmp_path_factory, "small-clone", make)
 
 
 @pytest.fixture(scope="module")
-def project(clean_runs):
-    return clean_runs[0]
+def project(tmp_path_factory):
+    """A copy of the reproduced SMALL project for this module's tests to change."""
+    return copy_of(small_project(tmp_path_factory), tmp_path_factory.mktemp("pipeline") / "project")
 
 
-def test_two_clean_runs_give_identical_bytes(clean_runs):
-    """Same seed, same machine: a fresh copy reproduces every metric file and table byte for byte."""
-    a, b = (outputs(c) for c in clean_runs)
-    assert a.keys() == b.keys() and len(a) >= 9
-    assert [k for k in a if a[k] != b[k]] == []
-    # checkpoints, features and scores too, so DVC records the same hashes
+def test_two_clean_runs_give_identical_bytes(tmp_path_factory):
+    """Same seed, same machine: two fresh reproductions (a copy of the code, a clone of the
+    repository) give every metric file and table byte for byte, and the same dvc.lock: the same
+    checkpoints, features and scores."""
     import yaml
 
-    def lock(c) -> dict:  # check_params records the whole params file, the copy's own tracking.uri included
-        stages = yaml.safe_load((c / "dvc.lock").read_text())["stages"]
-        del stages["check_params"]["params"]["params.yaml"]["tracking"]["uri"]
-        return stages
+    a, b = small_project(tmp_path_factory), small_clone(tmp_path_factory)
+    ours, theirs = outputs(a), outputs(b)  # the clone's results/ also holds the repository's own files
+    assert len(ours) >= 9 and [k for k in ours if theirs.get(k) != ours[k]] == []
 
-    for c in clean_runs[1:]:
-        assert lock(c) == lock(clean_runs[0])
+    def lock(c) -> dict:
+        return yaml.safe_load((c / "dvc.lock").read_text())["stages"]
+
+    assert lock(a) == lock(b)
 
 
 def test_pipeline_writes_tables_and_metrics(project):

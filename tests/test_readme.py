@@ -479,3 +479,39 @@ def test_readme_numerics_cost_is_the_benchmark_s():
            ("oneDNN cap alone", onednn, ips["onednn"] / ips["native"], 2),
            ("ATen cap alone", aten, ips["aten"] / ips["native"], 2),
            ("MKL_CBWR alone", mkl, ips["mkl"] / ips["native"], 2)])
+
+
+GENERATED = ("models/", "features/", "scores/", "data/", "dvc_plots/", "mlflow.db", ".venv/", ".tools/", "gpu-results/",
+             "runs/", "paper/results/", "/mnt/", "s3://", "ssh://", "gs://")
+# named in the README but not files of the repository: datasets' own layouts, Debian's copy of
+# Fashion-MNIST, an example of a refused value
+NOT_FILES = {"MNIST/raw/", "cifar-10-batches-py/", "FashionMNIST/raw/", "/usr/share/datasets/fashion-mnist/", "../x"}
+
+
+def readme_paths() -> list[str]:
+    """The repository files the README names in backticks: a token with a '/' or a file name's
+    extension, braces expanded (`results/table.{md,csv}`), placeholders (<...>, *) skipped."""
+    readme = (ROOT / "README.md").read_text()
+    names = set()
+    for token in re.findall(r"`([^`\s]+)`", readme):
+        token = token.rstrip(".,:;)").lstrip("(")
+        if "<" in token or "*" in token or "$" in token or "=" in token or token.startswith(("-", "http")):
+            continue
+        if not ("/" in token or re.search(r"\.(py|md|json|csv|yaml|png|tex|txt|toml|lock|sh)$", token)):
+            continue
+        m = re.fullmatch(r"(.*)\{([^}]+)\}(.*)", token)
+        for part in (m.group(2).split(",") if m else [None]):
+            names.add(f"{m.group(1)}{part}{m.group(3)}" if m else token)
+    return sorted(n for n in names if not any(g in n for g in GENERATED) and "@" not in n and ":" not in n
+                  and n not in NOT_FILES)
+
+
+def test_every_file_the_readme_names_exists():
+    """A path the README gives a reader (a script, a results file, a doc) is in the repository:
+    found at the root, or by its name in stages/, prunelab/, tests/, paper/ or results/."""
+    missing = []
+    for name in readme_paths():
+        candidates = [ROOT / name, *(ROOT / d / name for d in ("stages", "prunelab", "tests", "paper", "results"))]
+        if not any(c.exists() for c in candidates):
+            missing.append(name)
+    assert len(readme_paths()) > 40 and not missing, missing

@@ -128,3 +128,185 @@ def test_networks_at_the_same_point_stay_visible(tmp_path):
         want = [int(report.STYLE[criterion][0][i:i + 2], 16) for i in (1, 3, 5)]
         for half in (slice(0, 550), slice(550, 1100)):
             assert (rgb[:, half] == want).all(-1).sum() >= 10, f"{criterion}'s marker is hidden"
+
+
+# --- Pairing, signs and the side outputs, against hand-computed values (scipy.stats.t for the quantiles).
+
+
+def _bits(text: str):
+    """'11110000' -> (8,) bool correctness, image by image."""
+    import numpy as np
+
+    return np.array([c == "1" for c in text])
+
+
+def _with_images(rec: dict, after: list[str], before: list[str], before_per_seed: list[float] | None = None) -> dict:
+    """rec plus per-image correctness: `after` one bit string per fine-tuning seed, `before` one
+    per seed's pruned network (the same string repeated for a criterion with one network)."""
+    from prunelab import significance
+
+    rec = dict(rec, test_images=len(after[0]),
+               test_correct_per_seed=" ".join(significance.encode(_bits(b)) for b in after),
+               test_correct_before_finetune=" ".join(significance.encode(_bits(b)) for b in before))
+    if before_per_seed is not None:
+        rec["top1_before_finetune_per_seed"] = " ".join(f"{t:.2f}" for t in before_per_seed)
+    return rec
+
+
+def _row(text: str, table: str, label: str) -> list[str]:
+    """The cells of comparison.md's row `label` in the table 'Difference <table> fine-tuning'."""
+    section = text.split(f"| Difference {table} fine-tuning |")[1].split("| Difference ")[0]
+    line = next(line for line in section.splitlines() if line.startswith(f"| {label} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_rows_fine_tuned_with_different_seeds_are_not_paired_by_seed():
+    """Pairing by seed pairs the same seed (the same data order) on both sides: CHIP fine-tuned
+    with seeds 0 1 2 and random with 3 4 5 are not paired, after fine-tuning (no interval; the
+    difference of the means, 94.26667 - 93.46667 = +0.80 by hand) nor, before it, against
+    random's draws; CHIP's one pruned network and L1's are still paired image by image. Several
+    seeds on one side and one on the other: nothing to pair either."""
+    after = ["11110000"] * 3
+    chip = _with_images(record(seeds="0 1 2", top1_per_seed="94.00 94.20 94.60", top1=94.26667, top1_std=0.30551,
+                               top1_before_finetune=75.0), after, ["11111100"] * 3, [75.0] * 3)
+    l1 = _with_images(record(criterion="l1", seeds="3 4 5", top1_per_seed="93.00 93.20 93.10", top1=93.1, top1_std=0.1,
+                             top1_before_finetune=25.0), after, ["11000000"] * 3, [25.0] * 3)
+    rand = _with_images(record(criterion="random", seeds="3 4 5", top1_per_seed="93.10 93.90 93.40", top1=93.46667,
+                               top1_std=0.40415, top1_before_finetune=87.5 / 3),
+                        after, ["10100000", "11100000", "11000000"], [25.0, 37.5, 25.0])
+    df = report.frame([chip, l1, rand])
+    c, l, r = df.itertuples(index=False)
+    assert report.difference(c, r) is None and report.difference(c, r, before=True) is None
+    assert report.difference(c, l) is None
+    by_image = report.difference(l, c, before=True)  # one network each: 2 of 8 right against 6 of 8
+    assert (by_image.n, by_image.unit, by_image.mean) == (8, "test images", pytest.approx(-50.0))
+    text = report.comparison(df)
+    assert _row(text, "after", "CHIP − Random")[1:4] == ["+0.80", "–", "–"]
+    assert _row(text, "before", "CHIP − Random")[1:4] == ["+45.83", "–", "–"]  # 75 - mean(25, 37.5, 25)
+    assert _row(text, "before", "L1 − CHIP")[3] == "8 test images"
+    # the same seeds on both sides: paired, the t interval over the three seeds (2 degrees of freedom)
+    same = report.frame([chip, dict(rand, seeds="0 1 2")])
+    d = report.difference(*same.itertuples(index=False))
+    diffs = [0.9, 0.3, 1.2]
+    half = significance_half(diffs)
+    assert (d.n, d.unit) == (3, "seeds") and (d.mean, d.low, d.high) == pytest.approx((0.8, 0.8 - half, 0.8 + half))
+    # several seeds against one: no pairing, by seed or by image
+    one = _with_images(record(criterion="random", seeds="0", top1_per_seed="93.00", top1=93.0), ["10000000"],
+                       ["10000000"])
+    assert report.difference(*report.frame([chip, one]).itertuples(index=False)) is None
+
+
+def significance_half(diffs: list[float]) -> float:
+    """t_{0.975, n-1} * sd(diffs) / sqrt(n): the half-width of the paired t interval."""
+    import statistics
+
+    from scipy import stats
+
+    n = len(diffs)
+    return float(stats.t.ppf(0.975, n - 1)) * statistics.stdev(diffs) / n ** 0.5
+
+
+@pytest.mark.parametrize("draws", [[25.0, 37.5, 25.0], [25.0, 37.5]], ids=["3 seeds", "2 seeds"])
+@pytest.mark.parametrize("chip_per_seed", [True, False], ids=["chip per seed", "chip once"])
+def test_before_fine_tuning_random_s_draws_are_paired_by_seed_not_by_its_first_draw(draws, chip_per_seed):
+    """Random prunes one network per seed (its draws: 2, 3, 2 of 8 test images right), CHIP one
+    network (6 of 8). Before fine-tuning CHIP − random is paired by seed: CHIP's 75% against each
+    draw's top-1, the t interval over the seeds (scipy.stats.t, n - 1 degrees of freedom); not
+    CHIP's images against the first draw's (that would be 8 test images, a mean of +50). CHIP's
+    top-1 is its one network's, once per seed, whether or not the record lists it per seed."""
+    bits = {25.0: "10100000", 37.5: "11100000"}
+    n = len(draws)
+    seeds = " ".join(map(str, range(n)))
+    per_seed = " ".join(["94.00", "94.20", "94.60"][:n])
+    chip = _with_images(record(seeds=seeds, top1_per_seed=per_seed, top1_before_finetune=75.0),
+                        ["11110000"] * n, ["11111100"] * n, [75.0] * n if chip_per_seed else None)
+    rand = _with_images(record(criterion="random", seeds=seeds, top1_per_seed=per_seed,
+                               top1_before_finetune=sum(draws) / n),
+                        ["11110000"] * n, [bits[t] for t in draws], draws)
+    df = report.frame([chip, rand])
+    d = report.difference(*df.itertuples(index=False), before=True)
+    diffs = [75.0 - t for t in draws]  # 50, 37.5(, 50)
+    mean, half = sum(diffs) / n, significance_half(diffs)
+    assert (d.n, d.unit) == (n, "seeds")
+    assert (d.mean, d.low, d.high) == pytest.approx((mean, mean - half, mean + half))
+    cells = _row(report.comparison(df), "before", "CHIP − Random")
+    assert cells[1] == f"{mean:+.2f}" and cells[3] == f"{n} seeds"
+    assert cells[2] == f"[{mean - half:+.2f}, {mean + half:+.2f}]".replace("-", "−")
+
+
+def test_a_difference_that_rounds_to_zero_is_printed_plus_zero():
+    """−0.003 points is 0.00 at two decimals, printed +0.00 (never −0.00), whether the difference
+    has no interval (one seed, no per-image results: 94.160 − 94.163) or is paired by seed (seeds
+    0 1: differences −0.005 and −0.001, mean −0.003)."""
+    one_seed = report.frame([record(top1=94.16), record(criterion="random", top1=94.163)])
+    text = report.comparison(one_seed)
+    assert _row(text, "after", "CHIP − Random")[1] == "+0.00"
+    assert "−0.00" not in text and "-0.00" not in text
+    seeds = report.frame([record(seeds="0 1", top1_per_seed="94.000 94.010", top1=94.005),
+                          record(criterion="random", seeds="0 1", top1_per_seed="94.005 94.011", top1=94.008)])
+    d = report.difference(*seeds.itertuples(index=False))
+    assert d.mean == pytest.approx(-0.003) and d.n == 2
+    cells = _row(report.comparison(seeds), "after", "CHIP − Random")
+    assert cells[1] == "+0.00" and cells[3] == "2 seeds"
+
+
+def test_two_seeds_are_paired_by_seed_and_shown_with_their_spread(tmp_path):
+    """Two seeds are several: the table shows their mean ± sample standard deviation (94.00 and
+    94.20: 94.10 ± 0.14), and the comparison the t interval over the two seeds with 1 degree of
+    freedom (differences 0.9 and 0.7: +0.80, half-width 12.706 * 0.1 = 1.27)."""
+    from scipy import stats
+
+    chip = record(seeds="0 1", top1_per_seed="94.00 94.20", top1=94.1, top1_std=0.141421)
+    rand = record(criterion="random", seeds="0 1", top1_per_seed="93.10 93.50", top1=93.3, top1_std=0.282843)
+    out = report.write_tables([chip, rand], tmp_path)
+    assert "| 94.10 ± 0.14 (2 seeds) |" in out["table.md"].read_text()
+    half = stats.t.ppf(0.975, 1) * 0.1
+    assert half == pytest.approx(1.27062, abs=1e-5)
+    cells = _row(out["comparison.md"].read_text(), "after", "CHIP − Random")
+    assert cells[1:] == ["+0.80", f"[{0.8 - half:+.2f}, {0.8 + half:+.2f}]".replace("-", "−"), "2 seeds",
+                         "not distinguishable"]
+
+
+def test_table_csv_leaves_out_the_per_image_bit_strings(tmp_path):
+    """table.csv is the table's numbers, one line per network: the per-image correctness strings
+    (significance.PER_IMAGE_FIELDS, thousands of hex digits on a real test set) stay in the
+    evaluate records; the number of test images is kept."""
+    import csv as csv_module
+
+    rec = _with_images(record(), ["1" * 400], ["10" * 200])
+    out = report.write_tables([rec, dict(rec, criterion="random")], tmp_path)
+    rows = list(csv_module.DictReader(out["table.csv"].read_text().splitlines()))
+    assert len(rows) == 2 and rows[0]["test_images"] == "400"
+    assert not {"test_correct_per_seed", "test_correct_before_finetune"} & set(rows[0])
+    assert max(len(line) for line in out["table.csv"].read_text().splitlines()) < 1000
+
+
+def test_best_epoch_is_counted_from_one_and_its_top1_is_the_mean_over_seeds():
+    """Per network and seed the best fine-tuning epoch (curves give 0-based epochs): seed 0 peaks
+    at 92.0 in its 2nd epoch, seed 1 at 93.0 in its 3rd; the best epoch's top-1 is 92.50, shown
+    as '92.50 (epoch 2 3)' beside the final epoch's."""
+    from prunelab.errors import PrunelabError
+
+    df = report.frame([record(seeds="0 1", top1_per_seed="91.00 93.00", top1=92.0, top1_std=1.414214)])
+    curves = [{"setting": "r1", "criterion": "chip", "seed": s, "epoch": e, "top1": t}
+              for s, tops in ((0, [90.0, 92.0, 91.0]), (1, [89.0, 90.0, 93.0])) for e, t in enumerate(tops)]
+    best = report.with_best_epoch(df, curves)
+    assert best.best_epoch.tolist() == ["2 3"] and best.best_epoch_top1.tolist() == [pytest.approx(92.5)]
+    assert "| 92.50 (epoch 2 3) |" in report.comparison(best)
+    with pytest.raises(PrunelabError, match="no fine-tuning curve for chip-r1"):
+        report.with_best_epoch(df, [dict(c, criterion="l1") for c in curves])
+
+
+def test_summary_json_holds_each_network_s_top1_before_and_after_fine_tuning():
+    """summary.json, what `dvc metrics show` lists: per network its top-1 after fine-tuning, the
+    seeds' spread, top-1 before fine-tuning and the MACs removed (by hand: 125,485,696 ->
+    65,168,128 is 48.067%)."""
+    import json
+
+    df = report.frame([record(), record(criterion="random", top1=93.0, top1_before_finetune=12.5, top1_std=0.25)])
+    got = json.loads(report.summary(df))
+    assert set(got) == {"chip-r1", "random-r1"}
+    assert got["chip-r1"] == {"top1": 94.16, "top1_std": 0.0, "top1_before_finetune": 10.0,
+                              "macs_reduction_pct": pytest.approx(48.0672, abs=1e-4)}
+    assert got["random-r1"]["top1_before_finetune"] == 12.5 and got["random-r1"]["top1"] == 93.0
+    assert got["random-r1"]["top1_std"] == 0.25

@@ -57,40 +57,67 @@ def test_a_resume_file_from_other_params_is_ignored(tmp_path):
 
 FINETUNE = {"model.arch": "resnet20", "train.epochs": 1, "finetune.epochs": EPOCHS, "features.num_images": 16,
             "features.batch_size": 8, "prune.criteria": ["chip"], "prune.settings": {"r1": "[0.]+[0.15]*2+[0.4]*9"},
-            "latency.repeats": 0, "seeds": [0]}  # one fine-tuning seed
+            "sensitivity.rates": [0.5], "sensitivity.images": 16, "sensitivity.bn_images": 16,
+            "latency.repeats": 0, "seeds": [0, 1]}  # two fine-tuning seeds
 
 
-def test_finetune_killed_under_dvc_repro_resumes_there_to_identical_outputs(tmp_path):
-    """`dvc repro` killed (SIGKILL, DVC and the stage) during finetune@chip-r1; the next `dvc repro`
-    continues the fine-tuning from its saved epoch in the same MLflow run, and ends with the bytes
-    an uninterrupted fine-tuning (the stage forced to run again from scratch) gives."""
+def test_finetune_killed_under_dvc_repro_keeps_its_finished_seed_and_resumes_the_other(tmp_path):
+    """`dvc repro` killed (SIGKILL, DVC and the stage) while finetune@chip-r1 trains its second
+    seed, the first one written. The next `dvc repro` (DVC deletes the network's outputs first)
+    gets seed 0 back from its final state, without training it or logging a second run, continues
+    seed 1 from its saved epoch in the same MLflow run, and ends with the bytes an uninterrupted
+    fine-tuning (the stage forced to run again from scratch) gives."""
     project = copy_project(tmp_path / "p", **FINETUNE)
-    proc = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=project, env=env(project), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    # written after finetune's first epoch, beside the network's output folder (DVC deletes that folder)
-    resume = project / "models" / "finetuned" / ".chip-r1.seed0.pt.resume"
-    while not resume.is_file():
-        assert proc.poll() is None, "dvc repro exited before finetune wrote its resume state"
+    target = "finetune@chip-r1"  # and what it needs: the sweep, evaluate and report are not waited for
+    proc = subprocess.Popen([str(BIN / "dvc"), "repro", target], cwd=project, env=env(project),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # written after each of its epochs, beside the network's output folder (DVC deletes that folder)
+    states = project / "models" / "finetuned"
+    resume = [states / f".chip-r1.seed{s}.pt.resume" for s in (0, 1)]
+    while not resume[1].is_file():
+        assert proc.poll() is None, "dvc repro exited before finetune's second seed wrote its resume state"
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    epoch = checkpoint.torch_load(resume, ("train",))["train"]["epoch"]
-    assert 0 <= epoch < EPOCHS - 1 and not (project / "models" / "finetuned" / "chip-r1" / "seed0.pt").exists()
+    assert checkpoint.torch_load(resume[0], ("train",))["train"]["epoch"] == EPOCHS - 1  # seed 0: finished
+    assert 0 <= checkpoint.torch_load(resume[1], ("train",))["train"]["epoch"] < EPOCHS - 1
 
-    r = dvc(project, "repro")
-    assert "Running stage 'finetune@chip-r1'" in r.stdout, r.stdout
-    assert not resume.exists()
-    outputs = ("models/finetuned/chip-r1/seed0.pt", "results/metrics/finetune/chip-r1/seed0.csv")
+    r = dvc(project, "repro", target)
+    assert f"Running stage '{target}'" in r.stdout, r.stdout
+    assert not [p for p in resume if p.exists()]  # gone once the network's last seed is written
+    outputs = [f"{d}/chip-r1/seed{s}.{x}" for s in (0, 1) for d, x in (("models/finetuned", "pt"),
+                                                                      ("results/metrics/finetune", "csv"))]
     resumed = {out: (project / out).read_bytes() for out in outputs}
 
     import mlflow
 
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     runs = [r for r in client.search_runs([client.get_experiment_by_name("prunelab").experiment_id])
-            if r.info.run_name == "finetune@chip-r1" and "restored_from" not in r.data.tags]
-    assert len(runs) == 1, [(r.info.run_id, r.info.status) for r in runs]  # the resumed run continues the killed one
-    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "top1")] == list(range(EPOCHS))
+            if r.info.run_name == target and "restored_from" not in r.data.tags]
+    # one run per seed: seed 0's was not logged again, seed 1's continued the killed one
+    assert sorted(r.data.tags["seed"] for r in runs) == ["0", "1"], [(r.info.run_id, r.info.status) for r in runs]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "top1")] == list(range(EPOCHS))
 
-    dvc(project, "repro", "--force", "--single-item", "finetune@chip-r1")  # uninterrupted, from the pruned network
+    dvc(project, "repro", "--force", "--single-item", target)  # uninterrupted, from the pruned network
     for out in outputs:
         assert (project / out).read_bytes() == resumed[out], out
+
+
+def test_ctrl_c_stops_a_stage_with_one_line(tmp_path):
+    """SIGINT (Ctrl-C) during training: exit 130 and one line on stderr, not a traceback through
+    PyTorch; the resume state is there for the next run."""
+    project = copy_project(tmp_path / "p", **SMALL)
+    proc = subprocess.Popen([str(BIN / "python"), "stages/train_baseline.py"], cwd=project, env=env(project),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    resume = project / "models" / ".baseline.pt.resume"
+    while not resume.is_file():
+        assert proc.poll() is None, "the stage exited without writing its resume state"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    lines = [line for line in err.splitlines() if line.strip() and "epoch/s" not in line and "it/s" not in line]
+    assert proc.returncode == 130, err[-2000:]
+    assert lines[-1].startswith("interrupted: ") and "Traceback" not in err, err[-2000:]
+    assert resume.is_file()

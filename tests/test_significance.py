@@ -204,3 +204,49 @@ def test_comparison_sets_an_auto_setting_against_the_hand_set_one_it_names():
         before = next(line for line in section.splitlines() if line.startswith(f"| {name} |") and "before" in line)
         assert "400 test images" in before
     assert "automatic rates" not in report.comparison(report.frame([r for r in recs if r["setting"] == "r1"]))
+
+
+def test_two_pairs_give_the_t_interval_with_one_degree_of_freedom_and_one_pair_none():
+    """Two pairs are enough for an interval: the paired t interval with n - 1 = 1 degree of
+    freedom, mean +- t_{0.975, 1} * sd / sqrt(2), the quantile from scipy.stats.t (12.706 by
+    the tables); its verdict is read off the interval. One pair gives none."""
+    t1 = stats.t.ppf(0.975, df=1)
+    assert t1 == pytest.approx(12.7062, abs=1e-4)
+    # differences 1.0 and 1.1: mean 1.05, sd 0.1 / sqrt(2), half-width 12.706 * 0.05 = 0.635
+    d = significance.over_seeds([91.0, 91.1], [90.0, 90.0])
+    assert (d.n, d.unit) == (2, "seeds")
+    assert (d.mean, d.low, d.high) == pytest.approx((1.05, 1.05 - t1 * 0.05, 1.05 + t1 * 0.05), abs=1e-9)
+    assert d.verdict == "A better"  # [0.415, 1.685] lies above 0
+    # differences 1.0 and -0.5: mean 0.25, sd 1.5 / sqrt(2), half-width 12.706 * 0.75
+    wide = significance.over_seeds([91.0, 90.0], [90.0, 90.5])
+    assert (wide.low, wide.high) == pytest.approx((0.25 - t1 * 0.75, 0.25 + t1 * 0.75), abs=1e-9)
+    assert wide.verdict == "not distinguishable"
+    # two test images, differences 1 and 0 (in points 100 and 0): mean 50, half-width 100 * 12.706 * 0.5
+    images = significance.over_images(np.array([True, True]), np.array([False, True]))
+    assert (images.n, images.mean, images.low, images.high) == pytest.approx((2, 50.0, 50.0 - 50 * t1, 50.0 + 50 * t1))
+    one = significance.over_seeds([91.0], [90.0])
+    assert one.n == 1 and one.mean == pytest.approx(1.0) and math.isnan(one.low) and math.isnan(one.high)
+    assert one.verdict == "no interval (one pair)"
+
+
+def test_fewer_seeds_on_either_side_are_refused():
+    """Pairing by seed needs the same number of seeds on both sides, whichever side has fewer
+    (numpy would otherwise broadcast one seed against all of the other's)."""
+    for a, b in (([1.0, 2.0], [1.0]), ([1.0], [1.0, 2.0]), ([90.0, 91.0], [90.0, 91.0, 92.0])):
+        with pytest.raises(ValueError, match="pair them by seed"):
+            significance.over_seeds(a, b)
+
+
+def test_a_correctness_string_with_padding_bits_set_is_refused():
+    """encode packs 8 images a byte, the first image in the high bit, padding the last byte with
+    zeros (by hand: 5 images all right = 0b11111000 = 'f8'; right, wrong, right = 0b10100000 =
+    'a0'). A string with a padding bit set was not written by encode for that many images and is
+    refused, as one too short is."""
+    assert significance.encode(np.ones(5, bool)) == "f8"
+    assert significance.encode(np.array([True, False, True])) == "a0"
+    assert significance.decode("f8", 5).tolist() == [True] * 5
+    assert significance.decode("a0", 3).tolist() == [True, False, True]
+    assert significance.decode("0080", 9).tolist() == [False] * 8 + [True]
+    for text, n in (("ff", 5), ("f9", 5), ("a1", 3), ("a010", 3), ("0001", 9), ("f8", 9)):
+        with pytest.raises(ValueError, match=f"does not hold {n} images"):
+            significance.decode(text, n)

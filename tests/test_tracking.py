@@ -61,3 +61,47 @@ def test_files_md5_is_the_md5_of_the_sorted_path_md5_pairs(tmp_path):
     assert tracking.files_md5([tmp_path / "d", tmp_path / "a.txt"]) == md5("\n".join(pairs).encode())
     (tmp_path / "d" / "b.txt").write_bytes(b"bee!")
     assert tracking.files_md5([tmp_path / "d", tmp_path / "a.txt"]) != md5("\n".join(pairs).encode())
+
+
+@pytest.mark.parametrize("content", ["garbage", "sqlite without mlflow"])
+def test_a_file_that_is_not_an_mlflow_store_stops_check_params_and_deletes_nothing(tmp_path, content):
+    """check_params opens the store as the stages will: a garbage mlflow.db, or a SQLite database
+    without MLflow's tables, is one line naming tracking.uri and exit 2; the file and the earlier
+    results stay as they were."""
+    import sqlite3
+
+    project = copy_project(tmp_path / "p")
+    db = project / "mlflow.db"
+    if content == "garbage":
+        db.write_bytes(b"not a database " * 100)
+    else:
+        with sqlite3.connect(db) as con:
+            con.execute("CREATE TABLE notes (x)")
+    before = db.read_bytes()
+    (project / "results").mkdir()
+    (project / "results" / "kept.txt").write_text("an earlier result")
+    r = stage(project, "check_params")
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"error: tracking.uri: sqlite:///{db} is not an MLflow store ("), line
+    assert db.read_bytes() == before and (project / "results" / "kept.txt").read_text() == "an earlier result"
+    assert not (project / "results" / "params_check.txt").exists()
+
+
+def test_a_relative_sqlite_store_is_the_workspace_s_also_in_a_dvc_experiment_s_copy(tmp_path, monkeypatch):
+    """DVC runs a queued experiment's stages in a copy of the repository under .dvc/tmp/exps/ and
+    names the original in DVC_ROOT; a relative tracking.uri then still means the workspace's store
+    (else every queued run would log into a store DVC deletes with the copy)."""
+    monkeypatch.setattr(tracking, "_USER_URI", None)
+    workspace, copy = tmp_path / "ws", tmp_path / "ws" / ".dvc" / "tmp" / "exps" / "tmpabc"
+    for d in (workspace / ".dvc", copy / ".dvc", copy / "paper" / ".dvc"):
+        d.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("DVC_ROOT", str(workspace))
+    assert tracking.tracking_uri("sqlite:///mlflow.db") == f"sqlite:///{workspace / 'mlflow.db'}"
+    monkeypatch.chdir(copy / "paper")  # paper/ is a DVC project of its own: DVC_ROOT is the original paper/
+    monkeypatch.setenv("DVC_ROOT", str(workspace / "paper"))
+    assert tracking.tracking_uri("sqlite:///mlflow.db") == f"sqlite:///{workspace / 'paper' / 'mlflow.db'}"
+    monkeypatch.delenv("DVC_ROOT")  # a stage run by hand: relative to where it runs
+    assert tracking.tracking_uri("sqlite:///mlflow.db") == f"sqlite:///{copy / 'paper' / 'mlflow.db'}"
+    assert tracking.tracking_uri(f"sqlite:///{tmp_path / 'x.db'}") == f"sqlite:///{tmp_path / 'x.db'}"
