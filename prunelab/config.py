@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,8 +79,9 @@ def _launcher_command(v: str) -> str:
 
 
 def _is_name(v: Any) -> bool:
-    """Letters, digits, '-' and '_': a part of file, folder and stage names."""
-    return isinstance(v, str) and v.replace("_", "").replace("-", "").isalnum()
+    """Letters, digits, '-' and '_', starting with a letter or digit: a part of file, folder and
+    stage names, and of the stages' command lines (`--setting -x` would read as an option)."""
+    return isinstance(v, str) and v[:1].isalnum() and v.replace("_", "").replace("-", "").isalnum()
 
 
 def _name(v: str) -> str:
@@ -129,7 +131,7 @@ Criteria = _distinct_list(Literal[tuple(CRITERIA)], f"must be a non-empty list o
 Batch = _int_in(1, MAX_BATCH)
 Epochs = _int_in(1, MAX_EPOCHS)
 Images = _int_in(1, MAX_TRAIN_SUBSET)  # training images held in memory at once
-Name = _phrased(str, "must be letters, digits, '-' and '_'", _name, min_length=1)
+Name = _phrased(str, "must be letters, digits, '-' and '_', starting with a letter or digit", _name, min_length=1)
 
 
 class Section(BaseModel):
@@ -224,7 +226,7 @@ class Latency(Section):
 class Prune(Section):
     criteria: Criteria
     # each spec is parsed in validate(): an auto: spec may name another setting
-    settings: _phrased(dict[Name, Any], "must map setting names (letters, digits, '-' and '_') to sparsity specs, "
+    settings: _phrased(dict[Name, Any], "must map setting names (letters, digits, '-' and '_', starting with a letter or digit) to sparsity specs, "
                        "e.g. r1: '[0.]+[0.15]*2+[0.4]*27'", min_length=1)
 
 
@@ -318,12 +320,39 @@ def _train_subset(data: dict, key: str) -> None:
                           f"of each: null or an integer >= {NUM_CLASSES[name]}, got {size}")
 
 
+# Training images of the data sets whose size is known before they load (ImageNet's is its
+# folder's): digits' 1,797 minus the stratified hold-out, the others' training splits.
+TRAINING_IMAGES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
+DIGITS_IMAGES = 1797
+
+
+def _image_counts(params: dict) -> None:
+    """features.num_images and snpfi.calibration_images within the training images there are:
+    checked here, not minutes into a stage when the loader runs out."""
+    data = params["data"]
+    name = data["name"]
+    if name == "digits":
+        available = DIGITS_IMAGES - math.ceil(data["test_fraction"] * DIGITS_IMAGES)  # data.stratified_split's
+    elif name in TRAINING_IMAGES:
+        available = TRAINING_IMAGES[name]
+    else:
+        return
+    if data["train_subset"] is not None:
+        available = min(available, data["train_subset"])
+    for key in ("features.num_images", "snpfi.calibration_images"):
+        section, field = key.split(".")
+        if params[section][field] > available:
+            raise ConfigError(f"{key}: {params[section][field]} images, but {name}'s training split holds {available} "
+                              f"(data.test_fraction, data.train_subset); at most {available}")
+
+
 def validate(params: dict) -> dict:
     """The default pipeline's params (or a paper experiment's, resolved): the schema, then the
     checks that span sections. Returns `params` as given (strict: nothing was coerced)."""
     _check(Params, params)
     _image_size(params["data"], "data")
     _train_subset(params["data"], "data")
+    _image_counts(params)
     arch = params["model"]["arch"]
     data = params["data"]["name"]
     size = FIXED_SIZES.get(data, params["data"]["image_size"])  # the side of the images the model gets
@@ -524,18 +553,28 @@ class Paper(Section):
     rows: _mapping_of(Row, "must map row names to rows, at least one")
 
 
+# paper rows: 15 in CHIP's and SNPFI's tables. Each row x criterion is a network with three
+# stages, which DVC expands and hashes on every `dvc status`: 2,800 rows made it silent for
+# minutes, so the bound is 10x the tables, at most MAX_PAPER_NETWORKS networks in all.
+MAX_PAPER_ROWS = 150
+MAX_PAPER_NETWORKS = 500
+
+
 def validate_paper(paper: dict) -> None:
     _check(Paper, paper)
+    if len(paper["rows"]) > MAX_PAPER_ROWS:
+        raise ConfigError(f"rows: {len(paper['rows'])} rows; at most {MAX_PAPER_ROWS} (every row is stages DVC "
+                          "expands on every command)")
     for name, exp in paper["experiments"].items():
         if not _is_name(name):  # a folder of paths.runs
-            raise ConfigError(f"experiments: experiment name {short(name)} must be letters, digits, '-' and '_'")
+            raise ConfigError(f"experiments: experiment name {short(name)} must be letters, digits, '-' and '_', starting with a letter or digit")
         _image_size(exp["data"], f"experiments.{name}.data")
         _train_subset(exp["data"], f"experiments.{name}.data")
         if exp["data"]["name"] not in PAPER_DATASETS:
             raise ConfigError(f"experiments.{name}.data.name: the paper uses {', '.join(PAPER_DATASETS)}")
     for row, spec in paper["rows"].items():
         if not _is_name(row):  # a part of stage and file names
-            raise ConfigError(f"rows: row name {short(row)} must be letters, digits, '-' and '_'")
+            raise ConfigError(f"rows: row name {short(row)} must be letters, digits, '-' and '_', starting with a letter or digit")
         if spec["experiment"] not in paper["experiments"]:
             raise ConfigError(f"rows.{row}.experiment: {short(spec['experiment'])} is not allowed; "
                               f"allowed: {', '.join(paper['experiments'])}")
@@ -544,6 +583,9 @@ def validate_paper(paper: dict) -> None:
             models.group_rates(arch, parse_sparsity(spec["sparsity"], f"rows.{row}.sparsity"))
         except ValueError as e:
             raise ConfigError(str(e) if str(e).startswith("rows.") else f"rows.{row}.sparsity: {e}") from None
+    networks = sum(len(row_criteria(paper, row)) for row in paper["rows"])
+    if networks > MAX_PAPER_NETWORKS:
+        raise ConfigError(f"rows: {networks} networks (rows x their criteria); at most {MAX_PAPER_NETWORKS}")
 
 
 def is_paper(params: dict) -> bool:

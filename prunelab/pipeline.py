@@ -328,6 +328,17 @@ def _finished_states(params: dict, stage: str, item: str | None, sections: dict,
     return states
 
 
+def check_made_from(meta: dict, what: str | Path, baseline: str | Path) -> None:
+    """Refuse an input (a features or scores file) that its producer made from another baseline
+    than the one this stage reads, in one line naming both files, before anything is written.
+    meta: the provenance the producer recorded, with the md5 of its baseline."""
+    recorded, actual = meta.get("baseline_md5"), checkpoint.file_hash(baseline)
+    if recorded != actual:
+        made = f"md5 {recorded}" if recorded else "no recorded baseline"
+        raise config.ConfigError(f"{what}: made from another baseline ({made}) than {baseline} (md5 {actual}); "
+                                 "run `dvc repro` to make it again from this one")
+
+
 def no_arguments(description: str) -> None:
     """A stage that takes no arguments: --help prints what it does, anything else is refused."""
     argparse.ArgumentParser(description=description).parse_args()

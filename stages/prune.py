@@ -31,6 +31,7 @@ def main() -> None:
     if net.criterion in criteria.SEED_DRAWN:
         keys += ("scores_per_seed",)
     scored = checkpoint.torch_load(Path(paths["scores"]) / f"{net.criterion}.pt", keys, "scores file")
+    pipeline.check_made_from(scored["meta"], Path(paths["scores"]) / f"{net.criterion}.pt", paths["baseline"])
     seeds = config.seeds(params)
     # {seed: {group: (C,) scores}}: a seed-drawn criterion's own draw per seed, else the one scoring
     scores = scored.get("scores_per_seed") or dict.fromkeys(seeds, scored["scores"])

@@ -26,6 +26,7 @@ def main() -> None:
     scores, extra = {}, {}
     if criterion in criteria.FEATURE_STATISTICS:
         stats = checkpoint.torch_load(paths["features"], ("layers", "meta"), "features file")
+        pipeline.check_made_from(stats["meta"], paths["features"], paths["baseline"])
         for layer, per_stat in tqdm(stats["layers"].items(), desc=f"score {criterion}", unit="layer"):
             scores[layer] = per_stat[criterion]  # (C,): the statistic's mean over the images
         provenance = stats["meta"]  # images (seed, count) and baseline md5

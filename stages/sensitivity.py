@@ -30,8 +30,9 @@ def main() -> None:
     paths, sens, dev = params["paths"], params["sensitivity"], pipeline.device(params)
     base = checkpoint.load(paths["baseline"])
     arch, widths, in_ch, classes = base["arch"], base["widths"], base["in_channels"], base["num_classes"]
-    scores = checkpoint.torch_load(Path(paths["scores"]) / f"{sens['criterion']}.pt", ("scores", "meta"),
-                                   "scores file")["scores"]  # {group: (C,)}
+    scored = checkpoint.torch_load(Path(paths["scores"]) / f"{sens['criterion']}.pt", ("scores", "meta"), "scores file")
+    pipeline.check_made_from(scored["meta"], Path(paths["scores"]) / f"{sens['criterion']}.pt", paths["baseline"])
+    scores = scored["scores"]  # {group: (C,)}
     splits = pipeline.load_data(params)
     shape = pipeline.input_shape(splits)
     # the images top-1 is measured on: sensitivity.images training images, as many per class as

@@ -39,6 +39,7 @@ def main() -> None:
         keys = ("scores", "meta") + (("utilization",) if c in criteria.SHAPLEY_CRITERIA else ()) + (
             ("scores_per_seed",) if c in criteria.SEED_DRAWN else ())
         scored = checkpoint.torch_load(Path(paths["scores"]) / f"{c}.pt", keys, "scores file")
+        pipeline.check_made_from(scored["meta"], Path(paths["scores"]) / f"{c}.pt", paths["baseline"])
         draws[c] = (scored.get("scores_per_seed") or {seeds[0]: scored["scores"]}, scored.get("utilization"))
     # BatchNorm re-estimation: the first sweep.bn_images images of the seeded training order, in
     # batches of up to 256 (the prune stage's recalibration, the same batches for every network)

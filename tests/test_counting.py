@@ -101,3 +101,54 @@ def test_flops_paper_is_the_thop_convention_s_definition(arch, pruned):
     shape = (3, 64, 64) if arch == "resnet50" else (3, 32, 32)
     m = models.build_model(arch, widths, in_channels=shape[0])
     assert counting.count_ops(m, shape)["flops_paper"] == oracles.flops_paper(m, shape)
+
+
+def test_reduction_is_the_percent_of_the_baseline_removed():
+    """By hand: 853,018 -> 485,413 params removes 367,605 of 853,018, 43.0946% (CHIP's 43.1% for
+    ResNet-56 row 1); nothing removed is 0, half removed 50."""
+    assert counting.reduction(853_018, 485_413) == pytest.approx(100 * 367_605 / 853_018)
+    assert round(counting.reduction(853_018, 485_413), 2) == 43.09
+    assert counting.reduction(200, 200) == 0.0 and counting.reduction(200, 100) == 50.0
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_counting_leaves_the_model_as_it_found_it(training):
+    """Counting runs one forward in eval mode through hooks: afterwards the model is in the mode
+    it was in, no hook is left on any module (a later forward runs no counting code), the
+    BatchNorm statistics are untouched, and counting it again gives the same numbers."""
+    m = models.build_model("resnet20").train(training)
+    stats = {k: v.clone() for k, v in m.state_dict().items()}
+    first = counting.count(m, (3, 32, 32))
+    assert all(mod.training == training for mod in m.modules())
+    assert all(not mod._forward_hooks for mod in m.modules())
+    assert all(torch.equal(v, stats[k]) for k, v in m.state_dict().items())
+    assert counting.count(m, (3, 32, 32)) == first
+
+
+def test_frozen_parameters_are_counted():
+    """Params counts every parameter, trainable or not: a frozen ResNet-56 still has the paper's
+    853,018."""
+    m = models.build_model("resnet56").requires_grad_(False)
+    assert counting.count_params(m) == 853_018
+
+
+class _PositionwiseHead(torch.nn.Module):
+    """A linear layer applied at every spatial position, on (N, H, W, C) features."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4, 5)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).permute(0, 2, 3, 1))  # (N, H, W, 5)
+
+
+def test_a_linear_layer_on_every_position_counts_its_macs_at_every_position():
+    """MACs of a linear layer are in * out per input row: applied at each of the 6 x 7 positions
+    that is 42 * 4 * 5 = 840 (by hand), plus the conv's 42 * 4 * 3 * 3 * 3 = 4,536; torch's FLOP
+    counter (two per multiply-add) agrees."""
+    m = _PositionwiseHead().eval()
+    with FlopCounterMode(display=False) as fc:
+        m(torch.zeros(1, 3, 6, 7))
+    assert counting.count_ops(m, (3, 6, 7))["macs"] == 840 + 4536 == fc.get_total_flops() // 2

@@ -182,6 +182,13 @@ def test_an_experiment_no_row_prunes_resolves_to_its_baseline_alone(paper_params
     ({"experiments": {}}, "experiments: must map experiment names to experiments, at least one, got {}"),
     ({"seeds": [0, 0]}, "seeds: must be a non-empty list of distinct integers"),
     ({"smoke": "yes"}, "smoke: must be true or false"),
+    # DVC expands every row's stages on every command: a file of thousands stalls `dvc status`
+    ({"rows": {f"r{i}": {"experiment": "vgg16", "sparsity": "[0.3]*12"} for i in range(config.MAX_PAPER_ROWS + 1)}},
+     f"rows: {config.MAX_PAPER_ROWS + 1} rows; at most {config.MAX_PAPER_ROWS}"),
+    ({"criteria": ["chip", "hrank", "l1", "random", "snpfi"],
+      "rows": {f"r{i}": {"experiment": "vgg16", "sparsity": "[0.3]*12"} for i in range(config.MAX_PAPER_NETWORKS // 5 + 1)}},
+     f"rows: {5 * (config.MAX_PAPER_NETWORKS // 5 + 1)} networks (rows x their criteria); at most"),
+    ({"rows": {"-x": {"experiment": "vgg16", "sparsity": "[0.3]*12"}}}, "rows: row name '-x' must be letters"),
 ])
 def test_bad_paper_params_are_named(paper_params, edit, message):
     bad = {**paper_params, **edit}

@@ -40,6 +40,11 @@ CASES = [
     ({"train.epoch": 3}, "train.epoch", "unknown key; allowed: epochs"),
     ({"device": "tpu"}, "device", "allowed: auto, cpu, cuda"),
     ({"engine.cpu_numerics": "fast"}, "engine.cpu_numerics", "allowed: portable, native"),
+    # a setting's name becomes a command-line argument (--setting -x would read as an option)
+    ({"prune.settings": {"-x": "[0.1]*30"}}, "prune.settings", "starting with a letter or digit"),
+    # digits hold 1,437 training images at test_fraction 0.2: caught here, not minutes into a stage
+    ({"features.num_images": 5000}, "features.num_images", "digits's training split holds 1437"),
+    ({"snpfi.calibration_images": 2000, "data.train_subset": 1000}, "snpfi.calibration_images", "holds 1000"),
     ({"engine.cpu_numerics": None}, "engine", "cpu_numerics"),
     # strict types: YAML gives every value its type, and nothing is coerced
     ({"engine.channels_last": 1}, "engine.channels_last", "allowed: auto, true, false"),
@@ -303,3 +308,25 @@ def test_sweep_with_fine_tuning_measures_every_criterion_and_random_s_draws(ever
 def test_every_stage_refuses_a_criterion_outside_prune_criteria(every_path):
     code, err = stage_in_process(every_path, "score", "--criterion", "magic")
     assert code == 2 and err.startswith("error: --criterion: 'magic' is not in prune.criteria"), err
+
+
+def test_inputs_made_from_another_baseline_are_refused_naming_both_files(every_path, tmp_path):
+    """A scores file (or a features file) records the md5 of the baseline it was made from; the
+    stages that read it with the baseline compare the two and refuse a mismatch in one line,
+    naming both files, before writing anything (a scores file copied from another baseline's
+    project used to prune a different network without a word)."""
+    import shutil
+
+    project = tmp_path / "p"
+    shutil.copytree(every_path, project, symlinks=True)
+    baseline = project / "models" / "baseline.pt"
+    other = checkpoint.load(baseline)  # another baseline: the same network with one weight changed
+    other["state_dict"]["conv1.weight"] = other["state_dict"]["conv1.weight"] + 1
+    checkpoint.torch_save(baseline, other)
+    before = files_under(project)
+    for name, args, culprit in (("prune", ("--criterion", "chip", "--setting", "r1"), "scores/chip.pt"),
+                                ("score", ("--criterion", "chip"), "features/stats.pt")):
+        code, err = stage_in_process(project, name, *args)
+        assert code == 2 and err.count("\n") == 1, err
+        assert err.startswith(f"error: {culprit}: made from another baseline (md5 ") and "models/baseline.pt (md5 " in err
+        assert files_under(project) == before

@@ -94,3 +94,13 @@ def test_scores_of_the_wrong_length_are_refused():
     scores = {g.name: torch.rand(3) for g in models.channel_groups(arch)}
     with pytest.raises(ValueError, match="3 scores for 16 channels"):
         surgery.keep_indices(arch, widths, scores, [0.1] * 12)
+
+
+@pytest.mark.parametrize("keep", [0, -1, 6])
+def test_select_channels_refuses_to_keep_none_or_more_than_there_are(keep):
+    """A layer keeps at least one channel and at most all of its 5: keeping 0 would leave a
+    zero-width layer, keeping 6 of 5 cannot be done."""
+    with pytest.raises(ValueError, match=f"cannot keep {keep} of 5 channels"):
+        surgery.select_channels(torch.tensor([0.5, 2.0, 0.5, 3.0, 0.5]), keep)
+    assert surgery.select_channels(torch.tensor([0.5, 2.0, 0.5, 3.0, 0.5]), 5).tolist() == [0, 1, 2, 3, 4]
+    assert surgery.select_channels(torch.tensor([0.5, 2.0, 0.5, 3.0, 0.5]), 1).tolist() == [3]
