@@ -25,6 +25,10 @@ class CheckpointError(PrunelabError):
     pass
 
 
+class OutputError(PrunelabError):
+    """An output that cannot be written (a read-only folder, a full disk); the previous file stays."""
+
+
 def _hidden_sibling(path: Path, create) -> Path:
     """create(name) for a fresh hidden name beside path, '.<name>.<random>.tmp'."""
     while True:
@@ -43,8 +47,16 @@ def atomic_write(path: str | Path, write) -> None:
     The file is created with mode 0666 minus the umask, as open() would. On Linux it is an
     anonymous file (O_TMPFILE) until written, named only for the rename, so a process killed
     while writing leaves nothing behind; elsewhere a hidden temp file beside path, removed on error.
+    A write the system refuses (a read-only folder, a full disk) is an OutputError naming path.
     """
-    path = Path(path)
+    try:
+        _atomic_write(Path(path), write)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot be written ({e.strerror or type(e).__name__}); whatever it held before is "
+                          "unchanged") from None
+
+
+def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = None
     if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd"):

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from prunelab import checkpoint, config, distributed, numerics, significance, synthetic, tracking
+from prunelab import checkpoint, config, distributed, models, numerics, significance, synthetic, tracking
 from prunelab.checkpoint import atomic_write
 from prunelab.data import DatasetNotFound, FolderSplits, Loader, Splits, balanced_subset, load_dataset
 from prunelab.engine import Recipe, resolve_device
@@ -297,14 +297,27 @@ def train_resumably(params: dict, stage: str, item: str | None, sections: dict, 
         return None
     curve = list(saved["curve"]) if saved else []
     with stage_run(params, stage, sections, item, tags, saved["mlflow_run_id"] if saved else None, data) as run:
+        # an epoch's metrics are sent once its state is saved: a store that dies mid-stage costs
+        # the logging, not the epoch; a resumed run first gets the epochs it never received
+        logged = run.logged_steps("top1") if saved else set()
+        unsent = [(epoch, m) for epoch, m in enumerate(curve) if epoch not in logged]
+
+        def send() -> None:
+            while unsent:
+                run.log_metrics(unsent[0][1], step=unsent[0][0])
+                unsent.pop(0)
+
         def on_epoch(epoch: int, m: dict) -> None:
             curve.append(m)
-            run.log_metrics(m, step=epoch)
+            unsent.append((epoch, m))
 
         def save_state(state: dict) -> None:
             resume.save(state, curve=curve, mlflow_run_id=run.run_id)
+            send()
 
+        send()
         final = train(on_epoch, saved["train"] if saved else None, save_state)
+        send()  # a pretrained baseline's one evaluation has no state to save
         write_outputs(final, curve, run)
     for path in _finished_states(params, stage, item, sections, resume):
         path.unlink(missing_ok=True)
@@ -326,6 +339,18 @@ def _finished_states(params: dict, stage: str, item: str | None, sections: dict,
         output = config.finetuned_file(params, net, seed)
         states.append(checkpoint.ResumeFile(output, "", folder=output.parent).path)
     return states
+
+
+def load_baseline(params: dict) -> dict:
+    """The baseline checkpoint (paths.baseline), refused in one line if it is not the unpruned
+    model.arch that the params describe (another network's checkpoint put in its place)."""
+    path, arch = params["paths"]["baseline"], params["model"]["arch"]
+    ckpt = checkpoint.load(path)
+    if ckpt["arch"] != arch or ckpt["widths"] != models.default_widths(arch):
+        what = f"a {ckpt['arch']}" + ("" if ckpt["arch"] != arch else ", pruned,")
+        raise config.ConfigError(f"{path}: {what} checkpoint, not the unpruned {arch} of model.arch; run "
+                                 "`dvc repro` to train this baseline")
+    return ckpt
 
 
 def check_made_from(meta: dict, what: str | Path, baseline: str | Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -46,6 +47,10 @@ def _mlflow():
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(SERVER_TIMEOUT_S))
     import mlflow
 
+    # "Creating initial MLflow database tables...": two INFO lines on stderr whenever a stage
+    # opens a new store, which would bury a stage's own one-line messages
+    for name in ("mlflow.store.db.utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return mlflow
 
 
@@ -170,27 +175,54 @@ def files_md5(paths: list[str | Path]) -> str:
     return hashlib.md5("\n".join(sorted(entries)).encode()).hexdigest()
 
 
+@contextmanager
+def _sending(uri: str) -> Iterator[None]:
+    """A store that stops answering mid-stage (a server killed, a full disk under SQLite) is one
+    line naming tracking.uri, not MLflow's traceback. The stages save their work before they
+    send it (pipeline.train_resumably), so a re-run goes on from there and fills in the run."""
+    try:
+        yield
+    except TrackingError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever MLflow or its HTTP client raise: the store failed
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise TrackingError(f"tracking.uri: {uri} stopped answering ({first}); the work done is saved: run "
+                            "`dvc repro` again once the store answers, and the stage goes on from there") from None
+
+
 class StageRun:
-    def __init__(self, mlflow, run):
-        self._mlflow, self.run_id = mlflow, run.info.run_id
+    """The MLflow run of one stage execution; every call that fails is a TrackingError."""
+
+    def __init__(self, mlflow, run, uri: str):
+        self._mlflow, self.run_id, self.uri = mlflow, run.info.run_id, uri
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        self._mlflow.log_metrics(numeric, step=step)
+        with _sending(self.uri):
+            self._mlflow.log_metrics(numeric, step=step)
+
+    def logged_steps(self, key: str) -> set[int]:
+        """The steps of metric `key` the run already holds (a resumed run's, to fill in the rest)."""
+        with _sending(self.uri):
+            return {m.step for m in self._mlflow.tracking.MlflowClient().get_metric_history(self.run_id, key)}
 
     def log_artifact(self, path) -> None:
-        self._mlflow.log_artifact(str(path))
+        with _sending(self.uri):
+            self._mlflow.log_artifact(str(path))
 
     def set_tags(self, tags: dict[str, Any]) -> None:
-        self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
+        with _sending(self.uri):
+            self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
     def log_dataset(self, name: str, digest: str, source: str | None) -> None:
         """The data set as the run's input: the runs table's Dataset column (name and digest)."""
-        _log_dataset(self._mlflow, name, digest, source)
+        with _sending(self.uri):
+            _log_dataset(self._mlflow, name, digest, source)
 
     def record_outputs(self, paths: list[str | Path]) -> None:
         """Tag the run with the md5 of the files it wrote: mlflow_sync finds it by them."""
-        self._mlflow.set_tag("outs_md5", files_md5(paths))
+        with _sending(self.uri):
+            self._mlflow.set_tag("outs_md5", files_md5(paths))
 
 
 def _log_dataset(mlflow, name: str, digest: str, source: str | None) -> None:
@@ -248,26 +280,38 @@ def stage_run(run_name: str, uri: str, experiment: str, params: dict, tags: dict
               run_id: str | None = None) -> Iterator[StageRun]:
     """An MLflow run named after the DVC stage (e.g. 'prune@chip-r1'), closed even on error.
 
-    run_id continues an existing run (a resumed stage keeps one metric history).
+    run_id continues an existing run (a resumed stage keeps one metric history). A store that
+    fails, at the start, during the stage or at its end, is one TrackingError line (_sending).
     """
     mlflow = _mlflow()
-    mlflow.set_tracking_uri(tracking_uri(uri))
-    client = mlflow.tracking.MlflowClient()
-    experiment_id = _experiment_id(client, experiment)
-    mlflow.set_experiment(experiment_id=experiment_id)
-    close_dead_runs(client, experiment_id)
-    if run_id is not None:
-        try:
-            client.get_run(run_id)
-        except mlflow.exceptions.MlflowException:  # gone (another tracking URI, deleted): start afresh
-            run_id = None
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name) as run:
+    uri = tracking_uri(uri)
+    with _sending(uri):
+        mlflow.set_tracking_uri(uri)
+        client = mlflow.tracking.MlflowClient()
+        experiment_id = _experiment_id(client, experiment)
+        mlflow.set_experiment(experiment_id=experiment_id)
+        close_dead_runs(client, experiment_id)
+        if run_id is not None:
+            try:
+                client.get_run(run_id)
+            except mlflow.exceptions.MlflowException:  # gone (another tracking URI, deleted): start afresh
+                run_id = None
+        run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name)
         mlflow.log_params({k: str(v) for k, v in flatten(params).items()})
         mlflow.set_tags({"git_commit": git_commit(), "host": socket.gethostname(), "pid": str(os.getpid()),
                          "dvc_stage": run_name, **({"dvc_exp_name": os.environ["DVC_EXP_NAME"]}
                                                    if os.environ.get("DVC_EXP_NAME") else {}),
                          **{k: str(v) for k, v in tags.items()}})
-        yield StageRun(mlflow, run)
+    try:
+        yield StageRun(mlflow, run, uri)
+    except BaseException:  # the run ends FAILED, as MLflow's own context manager ends it; a dead store cannot
+        try:
+            mlflow.end_run(status="FAILED")
+        except Exception:  # noqa: BLE001, S110 - the store is what failed: the next stage closes the run (close_dead_runs)
+            pass
+        raise
+    with _sending(uri):
+        mlflow.end_run()
 
 
 def tag_runs(uri: str, run_ids: list[str], tags: dict[str, str]) -> None:

@@ -21,6 +21,9 @@ def main() -> None:
     params, net = pipeline.network_stage(__doc__)
     paths, dev = params["paths"], pipeline.device(params)
     metrics_dir = Path(paths["metrics"])
+    lat = params["latency"]
+    # the baseline the latencies are measured against, checked before anything is written
+    baseline_model = checkpoint.build(pipeline.load_baseline(params)) if lat["repeats"] else None
     splits = pipeline.load_data(params)
     seeds = config.seeds(params)
     per_seed, correct = [], []
@@ -49,9 +52,8 @@ def main() -> None:
         record[f"{key}_reduction_pct"] = counting.reduction(baseline[key], record[key])
     pipeline.write_json(net.file(metrics_dir / "evaluate", ".json"), record)
 
-    lat, timed = params["latency"], {}
+    timed = {}
     if lat["repeats"]:
-        baseline_model = checkpoint.build(checkpoint.load(paths["baseline"]))
         for device in ["cpu", *(["cuda"] if dev.type == "cuda" else [])]:
             times = compare_latency({"baseline": baseline_model, "pruned": model}, shape, tuple(lat["batch_sizes"]),
                                     device, lat["warmup"], lat["repeats"], **pipeline.eval_accel(params))

@@ -15,7 +15,7 @@ def main() -> None:
     params, _ = pipeline.experiment_stage(__doc__)
     dev, paths, feat = pipeline.device(params), params["paths"], params["features"]
     seed_everything(params["seed"])
-    ckpt = checkpoint.load(paths["baseline"])
+    ckpt = pipeline.load_baseline(params)
     model = checkpoint.build(ckpt)
     splits = pipeline.load_data(params)
     stats = {c: criteria.FEATURE_STATISTICS[c] for c in params["prune"]["criteria"] if c in criteria.FEATURE_STATISTICS}

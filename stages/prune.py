@@ -24,7 +24,7 @@ from prunelab.sparsity import compact, is_auto
 def main() -> None:
     params, net = pipeline.network_stage(__doc__)
     paths, dev = params["paths"], pipeline.device(params)
-    base = checkpoint.load(paths["baseline"])
+    base = pipeline.load_baseline(params)
     arch, widths, rates = base["arch"], base["widths"], config.setting_rates(params, net.setting)
     shapley = net.criterion in criteria.SHAPLEY_CRITERIA
     keys = ("scores", "meta", "utilization") if shapley else ("scores", "meta")

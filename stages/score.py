@@ -31,7 +31,7 @@ def main() -> None:
             scores[layer] = per_stat[criterion]  # (C,): the statistic's mean over the images
         provenance = stats["meta"]  # images (seed, count) and baseline md5
     else:
-        ckpt = checkpoint.load(paths["baseline"])
+        ckpt = pipeline.load_baseline(params)
         model, groups = checkpoint.build(ckpt), models.channel_groups(ckpt["arch"])
         provenance = {"seed": params["seed"], "baseline": paths["baseline"],
                       "baseline_md5": checkpoint.file_hash(paths["baseline"])}

@@ -28,7 +28,7 @@ def main() -> None:
     pipeline.no_arguments(__doc__)
     params = config.load_params("params.yaml")
     paths, sens, dev = params["paths"], params["sensitivity"], pipeline.device(params)
-    base = checkpoint.load(paths["baseline"])
+    base = pipeline.load_baseline(params)
     arch, widths, in_ch, classes = base["arch"], base["widths"], base["in_channels"], base["num_classes"]
     scored = checkpoint.torch_load(Path(paths["scores"]) / f"{sens['criterion']}.pt", ("scores", "meta"), "scores file")
     pipeline.check_made_from(scored["meta"], Path(paths["scores"]) / f"{sens['criterion']}.pt", paths["baseline"])

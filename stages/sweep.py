@@ -26,7 +26,7 @@ def main() -> None:
     pipeline.no_arguments(__doc__)
     params = config.load_params("params.yaml")
     paths, sw, dev = params["paths"], params["sweep"], pipeline.device(params)
-    base = checkpoint.load(paths["baseline"])
+    base = pipeline.load_baseline(params)
     arch, widths, in_ch, classes = base["arch"], base["widths"], base["in_channels"], base["num_classes"]
     splits = pipeline.load_data(params)
     shape, test = pipeline.input_shape(splits), pipeline.test_loader(splits, params, dev)

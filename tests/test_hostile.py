@@ -267,15 +267,38 @@ def test_a_full_disk_leaves_the_previous_file_and_no_partial_one(tmp_path):
     try:
         target = disk / "table.md"
         pipeline.write_text(target, "previous\n")
-        with pytest.raises(OSError) as e:
+        with pytest.raises(checkpoint.OutputError) as e:  # one line naming the file, exit 2 from a stage
             pipeline.write_text(target, "x" * (1 << 20))
-        assert e.value.errno == 28  # ENOSPC
-        with pytest.raises(OSError):
+        assert str(e.value) == f"{target}: cannot be written (No space left on device); whatever it held before is unchanged"
+        with pytest.raises(checkpoint.OutputError):
             checkpoint.torch_save(disk / "table.md", {"w": torch.zeros(1 << 18)})
         assert target.read_text() == "previous\n"
         assert [p.name for p in disk.iterdir()] == ["table.md"]
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.mark.parametrize("blocker", ["read-only folder", "a file where the folder goes"])
+def test_an_output_that_cannot_be_written_is_one_line_naming_the_file(tmp_path, blocker):
+    """A stage that cannot write its output ends with one line and exit 2, naming the file, not a
+    PermissionError about a temporary file. (Root writes into read-only folders: there only the
+    second case provokes the refusal.)"""
+    project = copy_project(tmp_path / "p")
+    results = project / "results"
+    if blocker == "read-only folder":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        results.mkdir()
+        results.chmod(0o555)
+    else:
+        results.write_text("not a folder")
+    try:
+        r = stage(project, "check_params")
+    finally:
+        if results.is_dir():
+            results.chmod(0o755)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: results/params_check.txt: cannot be written ("), r.stderr
 
 
 def _write_blocked(kind: str, target: str, written, release) -> None:

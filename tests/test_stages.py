@@ -330,3 +330,14 @@ def test_inputs_made_from_another_baseline_are_refused_naming_both_files(every_p
         assert code == 2 and err.count("\n") == 1, err
         assert err.startswith(f"error: {culprit}: made from another baseline (md5 ") and "models/baseline.pt (md5 " in err
         assert files_under(project) == before
+    # another network's checkpoint in the baseline's place (a ResNet-56 where model.arch is ResNet-20)
+    from prunelab import models
+
+    foreign = models.build_model("resnet56", None, 1, 10)
+    checkpoint.save(baseline, foreign, "resnet56", models.default_widths("resnet56"), 1, 10)
+    before = files_under(project)
+    for name, *args in (("extract_features",), ("prune", "--criterion", "l1", "--setting", "r1")):
+        code, err = stage_in_process(project, name, *args)
+        assert code == 2 and err == ("error: models/baseline.pt: a resnet56 checkpoint, not the unpruned resnet20 of "
+                                     "model.arch; run `dvc repro` to train this baseline\n"), (name, err)
+        assert files_under(project) == before

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from helpers import copy_project, stage
+from helpers import ROOT, copy_project, stage
 from prunelab import tracking
 
 
@@ -105,3 +105,51 @@ def test_a_relative_sqlite_store_is_the_workspace_s_also_in_a_dvc_experiment_s_c
     monkeypatch.delenv("DVC_ROOT")  # a stage run by hand: relative to where it runs
     assert tracking.tracking_uri("sqlite:///mlflow.db") == f"sqlite:///{copy / 'paper' / 'mlflow.db'}"
     assert tracking.tracking_uri(f"sqlite:///{tmp_path / 'x.db'}") == f"sqlite:///{tmp_path / 'x.db'}"
+
+
+def test_a_store_that_dies_mid_training_costs_the_logging_not_the_epoch(tmp_path, monkeypatch):
+    """The tracking server stops answering when epoch 1's metrics are sent: the stage ends with one
+    line naming tracking.uri; epoch 1's training state was saved before the send, so the next run
+    resumes after it, sends epoch 1's metrics it never received, and the run's history holds each
+    epoch once (pipeline.train_resumably; training replaced by a counter, the store a SQLite file)."""
+    import yaml
+
+    from prunelab import checkpoint, config, pipeline
+
+    params = config.validate({**yaml.safe_load(open(ROOT / "params.yaml")),
+                              "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "e"}})
+    monkeypatch.chdir(tmp_path)  # no dvc.yaml here: no code fingerprint
+    epochs, trained = 4, []
+
+    def train(on_epoch, state, save_state):
+        for epoch in range(state["epoch"] + 1 if state else 0, epochs):
+            trained.append(epoch)
+            on_epoch(epoch, {"top1": float(epoch)})
+            save_state({"epoch": epoch})
+        return {"top1": float(epochs - 1)}
+
+    sent = tracking.StageRun.log_metrics
+
+    def dies_at_epoch_1(self, metrics, step=None):
+        if step == 1:
+            with tracking._sending(self.uri):
+                raise ConnectionError("Connection refused")
+        sent(self, metrics, step)
+
+    output = tmp_path / "m.pt"
+    monkeypatch.setattr(tracking.StageRun, "log_metrics", dies_at_epoch_1)
+    with pytest.raises(tracking.TrackingError) as e:
+        pipeline.train_resumably(params, "train_baseline", None, {}, {}, output, [], train, lambda *a: None)
+    assert str(e.value).startswith(f"tracking.uri: sqlite:///{tmp_path / 'mlflow.db'} stopped answering "
+                                   "(Connection refused); the work done is saved") and "\n" not in str(e.value)
+    resume = checkpoint.ResumeFile(output, config.params_hash({"sections": {}, "inputs": []}))
+    assert resume.load()["train"] == {"epoch": 1} and trained == [0, 1]
+
+    monkeypatch.setattr(tracking.StageRun, "log_metrics", sent)
+    run_id = pipeline.train_resumably(params, "train_baseline", None, {}, {}, output, [], train, lambda *a: None)
+    assert trained == [0, 1, 2, 3] and resume.load() is None
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert sorted(m.step for m in client.get_metric_history(run_id, "top1")) == [0, 1, 2, 3]
+    assert len(client.search_runs([client.get_experiment_by_name("e").experiment_id])) == 1
