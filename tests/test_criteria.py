@@ -131,3 +131,19 @@ def test_random_scores_are_the_seeded_draw_of_their_definition():
         for g in groups:
             expected = oracles.random_scores(g.name, models.get_width(widths, g.width_key), seed)
             assert torch.equal(got[g.name], expected), (seed, g.name)
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 4, 4), (2, 24, 4, 4)], ids=["C<HW", "C>HW"])
+def test_scores_of_float64_maps_keep_float64_precision(shape):
+    """CHIP is computed in float64 (a small difference of large norms) and handed back in the
+    maps' dtype: float64 maps give float64 scores within the quadrature's 1e-8 of the largest
+    score (chip.py) of the definition, which float32's 6e-8 rounding would not keep; float32 maps
+    give float32 scores, integer maps float32."""
+    torch.manual_seed(6)
+    fmaps = torch.relu(torch.randn(shape, dtype=torch.float64))
+    got = channel_independence_per_image(fmaps)
+    ref = naive_ci(fmaps)
+    assert got.dtype == torch.float64
+    assert (got - ref).abs().max() <= 1e-8 * ref.abs().max()
+    assert channel_independence_per_image(fmaps.float()).dtype == torch.float32
+    assert channel_independence_per_image((fmaps * 10).round().to(torch.int64)).dtype == torch.float32

@@ -78,7 +78,7 @@ def test_the_probe_sees_a_difference_in_numerics(runs):
 def test_a_cpu_without_avx2_is_refused_in_one_line_before_any_stage_runs(tmp_path):
     """The first stage, check_params, on an emulated Sandy Bridge (AVX, no AVX2): exit 2 and one
     line naming the key and the way out; nothing is written."""
-    project = copy_project(tmp_path / "p")
+    project = copy_project(tmp_path / "p", **{"engine.cpu_numerics": "portable"})
     r = subprocess.run([QEMU, "-cpu", "SandyBridge", str(BIN / "python"), "stages/check_params.py"], cwd=project,
                        env=env(project), capture_output=True, text=True, timeout=900)
     errors = [line for line in r.stderr.splitlines() if not line.startswith("qemu-x86_64: warning")]

@@ -273,3 +273,95 @@ def test_measured_training_images_are_balanced_unaugmented_and_seeded(tmp_path):
     expected = torch.stack([by_hand(Image.open(folder.train.samples[i][0]).convert("RGB")) for i in idx.tolist()])
     torch.testing.assert_close(x, expected)
     assert y.tolist() == [folder.train.samples[i][1] for i in idx.tolist()]
+
+
+# --- The rule's parts on hand-made measurements (no stage run): tables, the knapsack's grid, the rounds.
+
+
+def _csv_rows(table: dict) -> list[dict]:
+    """{(slot, rate): (top1, loss, macs_reduction_pct)} -> rows as read_csv gives them (strings)."""
+    return [{"slot": str(i), "groups": f"slot{i}", "rate": repr(r), "params": "0", "macs": "0",
+             "macs_reduction_pct": repr(s), "top1": repr(t), "loss": repr(l)} for (i, r), (t, l, s) in table.items()]
+
+
+MEASURED = {(0, 0.4): (91.0, 0.45, 10.0), (0, 0.7): (80.0, 1.0, 20.0),
+            (1, 0.4): (87.5, 0.8, 12.5), (1, 0.7): (60.0, 2.5, 25.0)}
+
+
+def test_tables_are_the_drops_in_images_the_loss_increases_and_the_savings():
+    """200 images, baseline 90% and loss 0.5 (by hand): slot 1 at 0.4 gives 87.5%, 5 images
+    fewer right, and loss 0.8, +0.3; slot 0 at 0.4 gives 91%, a drop of -2 (pruning helped);
+    column 0 is the unpruned slot. A (slot, rate) never measured is refused. A hand-set list's
+    summed sensitivity adds its slots' cells; a rate off the grid has none."""
+    grid, drop, loss, saving = sensitivity.tables(_csv_rows(MEASURED), 2, 200, 90.0, 0.5)
+    assert grid == [0.4, 0.7]
+    assert drop.tolist() == [[0, -2, 20], [0, 5, 60]]
+    assert loss == pytest.approx(np.array([[0, -0.05, 0.5], [0, 0.3, 2.0]]))
+    assert saving.tolist() == [[0, 10.0, 20.0], [0, 12.5, 25.0]]
+    with pytest.raises(ValueError, match=r"no measurement for \(slot, rate\) \[\((np\.int64\()?1\)?, 0\.7\)\]"):
+        sensitivity.tables(_csv_rows({k: v for k, v in MEASURED.items() if k != (1, 0.7)}), 2, 200, 90.0, 0.5)
+    summed = sensitivity.summed_sensitivity(_csv_rows(MEASURED), [0.4, 0.7], 200, 90.0, 0.5, 2)
+    assert summed[0] == -2 + 60 and summed[1] == pytest.approx(-0.05 + 2.0)
+    assert sensitivity.summed_sensitivity(_csv_rows(MEASURED), [0.0, 0.4], 200, 90.0, 0.5, 2) == (5, pytest.approx(0.3))
+    assert sensitivity.summed_sensitivity(_csv_rows(MEASURED), [0.5, 0.0], 200, 90.0, 0.5, 2) is None
+
+
+def test_the_knapsack_rounds_savings_down_and_the_target_up_and_breaks_ties_low():
+    """The additive problem by its definition (summed saving >= T at least cost), on cases worked
+    by hand: a saving of 0.996% does not reach 1% (though it rounds to it), 1.00% does, and does
+    not reach 1.005%; two columns of equal cost go to the lower one (the lighter rate); a target
+    past every saving names what they add up to (6.00%)."""
+    cost = np.array([[0.0, 1.0], [0.0, 2.0]])
+    assert sensitivity.solve_additive(cost, np.array([[0, 0.996], [0, 5.0]]), 1.0).tolist() == [0, 1]
+    assert sensitivity.solve_additive(cost, np.array([[0, 1.0], [0, 5.0]]), 1.0).tolist() == [1, 0]
+    assert sensitivity.solve_additive(cost, np.array([[0, 1.0], [0, 5.0]]), 1.005).tolist() == [0, 1]
+    assert sensitivity.solve_additive(np.array([[0.0, 1.0, 1.0]]), np.array([[0.0, 2.0, 3.0]]), 1.0).tolist() == [1]
+    with pytest.raises(ValueError, match=r"6.01% is out of reach: the largest measured rates save 6.00% added up"):
+        sensitivity.solve_additive(cost, np.array([[0, 1.0], [0, 5.0]]), 6.01)
+
+
+ARCH, SHAPE = "resnet20", (1, 8, 8)
+
+
+def _reduction(rates: list[float]) -> float:
+    """The exact MACs reduction (%) of pruning ResNet-20 on 8x8 digits at `rates`: PyTorch's count."""
+    base = macs(models.build_model(ARCH, None, 1, 10), SHAPE)
+    return 100.0 * (base - macs(models.build_model(ARCH, models.pruned_widths(ARCH, rates), 1, 10), SHAPE)) / base
+
+
+def _auto(drops: dict[int, float], losses: dict[int, float], target: float) -> dict:
+    """auto_rates on ResNet-20 rows at one rate (0.5): each slot's measured saving is its exact
+    one-slot reduction, its drop drops.get(slot, 10) images of 100 and its loss increase
+    losses.get(slot, 0.5) over a baseline of 90% and loss 0.2."""
+    slots = sensitivity.num_slots(ARCH)
+    table = {(i, 0.5): (90.0 - drops.get(i, 10), 0.2 + losses.get(i, 0.5), _reduction(sensitivity.slot_rates(slots, i, 0.5)))
+             for i in range(slots)}
+    return sensitivity.auto_rates(_csv_rows(table), 100, 90.0, 0.2, target, ARCH, models.default_widths(ARCH), SHAPE, 1, 10)
+
+
+def test_auto_rates_accept_a_choice_that_reaches_the_target_exactly():
+    """The stem (slot 0) and layer1.0's inner channels (slot 3) meet in layer1.0.conv1, so their
+    added savings exceed what pruning both removes; with the target that exact reduction
+    (PyTorch's count) and those two the cheapest slots (1 image each, every other 10), the aim's
+    optimum is both at 0.5: found in the first round, its reduction the target itself."""
+    slots = sensitivity.num_slots(ARCH)
+    both = [0.5 if i in (0, 3) else 0.0 for i in range(slots)]
+    target = _reduction(both)
+    assert target < _reduction(sensitivity.slot_rates(slots, 0, 0.5)) + _reduction(sensitivity.slot_rates(slots, 3, 0.5))
+    got = _auto({0: 1, 3: 1}, {}, target)
+    assert got["rates"] == both and got["rounds"] == 1
+    assert got["reached_macs_reduction_pct"] == target and got["summed_drop_images"] == 2
+
+
+@pytest.mark.parametrize("lighter", [3, 4])
+def test_auto_rates_break_a_tie_in_images_by_the_smaller_loss_increase(lighter):
+    """layer1.0's and layer1.1's inner channels (slots 3 and 4) save the same MACs and cost no
+    image each (every other slot 10): either alone reaches a target just under their saving,
+    and the one whose loss rises less (0.1 against 0.3) is picked, whichever it is."""
+    slots = sensitivity.num_slots(ARCH)
+    heavier = 7 - lighter
+    saving = _reduction(sensitivity.slot_rates(slots, 3, 0.5))
+    assert saving == _reduction(sensitivity.slot_rates(slots, 4, 0.5))
+    got = _auto({3: 0, 4: 0}, {lighter: 0.1, heavier: 0.3}, np.floor(saving * 100) / 100 - 0.01)
+    assert got["rates"] == sensitivity.slot_rates(slots, lighter, 0.5)
+    assert got["summed_drop_images"] == 0 and got["summed_loss_increase"] == pytest.approx(0.1)

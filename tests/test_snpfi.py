@@ -251,3 +251,92 @@ def test_allocate_more_reduction_keeps_fewer_channels_everywhere():
 def test_keep_indices_keeps_the_most_important_channels():
     importance = {"a": torch.tensor([0.1, -0.2, 0.5, 0.3], dtype=torch.float64)}
     assert snpfi.keep_indices(importance, {"a": 2})["a"].tolist() == [2, 3]
+
+
+def test_permutations_come_in_antithetic_pairs():
+    """Each row a permutation of range(C); rows 2j and 2j+1 are each other's reverse (README:
+    "drawn in antithetic pairs"), so an odd count is refused; without pairs any count >= 1."""
+    perms = snpfi.sample_permutations(7, 6, torch.Generator().manual_seed(0))
+    assert perms.shape == (6, 7)
+    for row in perms:
+        assert sorted(row.tolist()) == list(range(7))
+    for j in range(3):
+        assert perms[2 * j + 1].tolist() == perms[2 * j].tolist()[::-1]
+    assert len({tuple(r) for r in perms[::2].tolist()}) == 3  # the pairs themselves are distinct draws
+    for bad in (3, 1, 0):
+        with pytest.raises(ValueError, match="positive even number"):
+            snpfi.sample_permutations(7, bad, torch.Generator().manual_seed(0))
+    assert snpfi.sample_permutations(7, 3, torch.Generator().manual_seed(0), antithetic=False).shape == (3, 7)
+
+
+def test_each_group_draws_its_own_permutations(tiny):
+    """README: permutations "seeded per group": by the seed and the group's name, so groups of
+    the same width never play the same permutations. The same channels under another name play
+    other coalitions (other values), though the importances still telescope to V(all) - V(empty);
+    under their own name the same ones."""
+    import dataclasses
+
+    model, x, y = tiny
+    g = group("resnet20", "layer1.0.relu1")
+    renamed = dataclasses.replace(g, name="the same channels", maps=g.carriers)
+    res = snpfi.analyse(model, [g, renamed], x[:8], y[:8], permutations=2, seed=0, progress=False)
+    a, b = res[g.name], res[renamed.name]
+    assert not torch.equal(a["values"], b["values"])
+    assert a["importance"].sum().item() == pytest.approx(b["importance"].sum().item(), abs=1e-9)
+    assert a["importance"].sum().item() == pytest.approx((a["values"][0, -1] - a["values"][0, 0]).item(), abs=1e-9)
+    again = snpfi.analyse(model, [g], x[:8], y[:8], permutations=2, seed=0, progress=False)
+    assert torch.equal(again[g.name]["values"], a["values"])
+
+
+def test_a_curve_flat_to_the_rounding_of_its_values_is_flat():
+    """Mean log-probabilities of magnitude 1000 that move by 1e-10 (1e-13 of themselves: rounding,
+    not the channels) are a flat curve: U(m) = 1 for m >= 1, as for an exactly flat one; a real
+    change of the same size on values near 0 is normalised."""
+    u = snpfi.utilization_curve(torch.tensor([-1000.0, -1000.0 + 5e-11, -1000.0 + 2e-11, -1000.0 + 1e-10],
+                                             dtype=torch.float64))
+    assert torch.equal(u, torch.tensor([0.0, 1.0, 1.0, 1.0], dtype=torch.float64))
+    small = snpfi.utilization_curve(torch.tensor([0.0, 5e-11, 2e-11, 1e-10], dtype=torch.float64))
+    assert small.tolist() == pytest.approx([0.0, 0.5, 0.5, 1.0])
+
+
+@pytest.mark.parametrize("target", [0.0, 1.0, -0.1, 1.5])
+def test_allocate_refuses_a_reduction_outside_0_1(target):
+    with pytest.raises(ValueError, match=r"target_reduction must be in \(0, 1\)"):
+        snpfi.allocate("resnet20", models.default_widths("resnet20"), {}, target, (1, 8, 8))
+
+
+@pytest.mark.parametrize("fraction,want", [(0.25, 20), (0.75, 19)])
+def test_allocate_takes_the_allocation_closest_to_the_request(fraction, want):
+    """One flat stretch: layer2.0.relu1's curve is 0.2 from 1 to 31 channels (then 1), every
+    other group's is 1 from its first channel. At tau = 0.2 every group keeps 1 channel; the next
+    threshold gives layer2.0.relu1 all 32; between them it gains one channel at a time. With the
+    request a quarter (or three quarters) of the way from the reduction at 20 channels to that
+    at 19 (PyTorch's count), 20 (19) is the closer of the two around it, and is kept."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    arch, shape = "resnet20", (1, 8, 8)
+    widths = models.default_widths(arch)
+    name = "layer2.0.relu1"
+    curves = {g.name: torch.tensor([0.0] + [1.0] * models.get_width(widths, g.width_key), dtype=torch.float64)
+              for g in models.channel_groups(arch)}
+    curves[name] = torch.tensor([0.0] + [0.2] * 31 + [1.0], dtype=torch.float64)
+    key = group(arch, name).width_key
+
+    def torch_reduction(m: int) -> float:
+        w = models.default_widths(arch)
+        for g in models.channel_groups(arch):
+            models.set_width(w, g.width_key, m if g.name == name else 1)
+        counted = []
+        for ws in (widths, w):
+            with FlopCounterMode(display=False) as fc:
+                models.build_model(arch, ws, 1, 10).eval()(torch.zeros(1, *shape))
+            counted.append(fc.get_total_flops())
+        return 1 - counted[1] / counted[0]
+
+    r19, r20 = torch_reduction(19), torch_reduction(20)
+    assert r19 > r20
+    target = r20 + fraction * (r19 - r20)
+    counts, tau, reached = snpfi.allocate(arch, widths, curves, target, shape)
+    assert counts[name] == want and all(k == 1 for g, k in counts.items() if g != name)
+    assert reached == pytest.approx(torch_reduction(want), abs=1e-12) and tau == 0.2
+    assert models.get_width(widths, key) == 32

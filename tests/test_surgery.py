@@ -104,3 +104,70 @@ def test_select_channels_refuses_to_keep_none_or_more_than_there_are(keep):
         surgery.select_channels(torch.tensor([0.5, 2.0, 0.5, 3.0, 0.5]), keep)
     assert surgery.select_channels(torch.tensor([0.5, 2.0, 0.5, 3.0, 0.5]), 5).tolist() == [0, 1, 2, 3, 4]
     assert surgery.select_channels(torch.tensor([0.5, 2.0, 0.5, 3.0, 0.5]), 1).tolist() == [3]
+
+
+def test_ties_go_to_the_lower_index_among_many_channels():
+    """100 channels, score 1 on every third (0, 3, .., 99: 34 of them) and 0 elsewhere: keeping 40
+    keeps the 34 and then the 6 lowest-indexed zeros, 1 2 4 5 7 8 (by hand), however the sort
+    breaks ties internally."""
+    scores = (torch.arange(100) % 3 == 0).double()
+    expected = sorted(list(range(0, 100, 3)) + [1, 2, 4, 5, 7, 8])
+    assert surgery.select_channels(scores, 40).tolist() == expected
+
+
+def test_scores_are_compared_at_their_own_precision():
+    """CHIP's scores are float64 differences of large norms: two that differ by 1e-12 are not a
+    tie, the higher is kept (in float32 they would round to the same number and tie)."""
+    scores = torch.tensor([1.0, 1.0 + 1e-12, 1.0 - 1e-12], dtype=torch.float64)
+    assert surgery.select_channels(scores, 1).tolist() == [1]
+    assert surgery.select_channels(scores, 2).tolist() == [0, 1]
+
+
+def test_input_columns_are_each_kept_channel_s_flattened_positions():
+    """A consumer of torch.flatten(x, 1) on (N, C, H, W) reads channel c at columns c*H*W ..
+    c*H*W + H*W - 1: the kept columns select exactly the kept channels' features (checked against
+    torch.flatten itself); a consumer with fewer inputs than channels, or a number of inputs
+    that is not a multiple of them, is refused."""
+    x = torch.randn(2, 3, 2, 2)
+    keep = torch.tensor([0, 2])
+    cols = surgery.input_columns(keep, 3, 12)
+    assert cols.tolist() == [0, 1, 2, 3, 8, 9, 10, 11]
+    assert torch.equal(torch.flatten(x, 1)[:, cols], torch.flatten(x[:, keep], 1))
+    assert torch.equal(surgery.input_columns(keep, 3, 3), keep)  # a conv: P = 1
+    for channels, in_features in ((8, 4), (3, 10), (3, 0)):
+        with pytest.raises(ValueError, match=f"a consumer with {in_features} inputs cannot read {channels} channels"):
+            surgery.input_columns(keep, channels, in_features)
+
+
+def test_groups_left_out_of_keep_are_not_pruned():
+    """keep may name some channel groups only (the sensitivity stage prunes one slot): those
+    are pruned, every other group keeps its width, and the pruned network equals the unpruned
+    one with the dropped channels zeroed (forward hooks, as above)."""
+    arch = "resnet20"
+    model = trained_like(arch)
+    widths = models.default_widths(arch)
+    group = next(g for g in models.channel_groups(arch) if g.name == "layer1.1.relu1")
+    keep = {group.name: torch.tensor([0, 3, 4, 9, 15])}
+    pruned, new_widths = surgery.prune(model, arch, widths, keep, 3, 10)
+    expected_widths = models.default_widths(arch)
+    models.set_width(expected_widths, group.width_key, 5)
+    assert new_widths == expected_widths
+    mask = torch.ones(16, dtype=torch.bool)
+    mask[keep["layer1.1.relu1"]] = False
+
+    def zero_dropped(_name, out):
+        out[:, mask] = 0
+
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad(), forward_hooks(model, list(group.carriers), zero_dropped):
+        expected = model(x)
+    assert torch.allclose(pruned.eval()(x), expected, atol=1e-5)
+
+
+def test_more_scores_than_channels_are_refused():
+    """One score per channel: 17 scores for a 16-channel layer are refused, as too few are."""
+    arch = "resnet20"
+    widths = models.default_widths(arch)
+    scores = {g.name: torch.rand(models.get_width(widths, g.width_key) + 1) for g in models.channel_groups(arch)}
+    with pytest.raises(ValueError, match="17 scores for 16 channels"):
+        surgery.keep_indices(arch, widths, scores, [0.1] * 12)
