@@ -38,6 +38,7 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 setup: $(VENV)/.synced
 
 repro: setup
+	@$(VENV)/bin/prunelab check --params params.yaml  # before DVC expands dvc.yaml with it (a wrong type there is DVC's error, naming no key)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 	@echo; cat results/table.md
 
@@ -49,6 +50,7 @@ pull: setup
 	  echo "make pull: no default DVC remote; add the one your team pushes to, e.g."; \
 	  echo "  .venv/bin/dvc remote add -d storage s3://<bucket>/prunelab   (or /shared/folder, ssh://host/path, gs://...)"; \
 	  exit 2; }
+	@$(VENV)/bin/prunelab check --params params.yaml
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro --pull
 	@echo; cat results/table.md
 

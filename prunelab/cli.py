@@ -1,4 +1,4 @@
-"""`prunelab count` and `prunelab table`."""
+"""`prunelab count`, `prunelab paper-table`, `prunelab table` and `prunelab check`."""
 
 from __future__ import annotations
 
@@ -125,6 +125,17 @@ def write_table(params: dict, from_mlflow: bool = False) -> dict:
                                _curves(params, from_mlflow))
 
 
+def check_command(args: argparse.Namespace) -> None:
+    """The params check of the check_params stage, before DVC reads the file: DVC expands
+    dvc.yaml's templates (engine.launcher, prune.criteria, prune.settings) before any stage runs,
+    and a wrong type there gets DVC's "unexpected error - 'Value' object is not iterable", which
+    names no key; `make repro` and `make pull` run this first."""
+    params = config.load_any(args.params)
+    if config.is_paper(params):
+        config.check_paper_dvc_yaml(params, Path(args.params).parent / "dvc.yaml")
+    print(f"{args.params}: passed")
+
+
 def table_command(args: argparse.Namespace) -> None:
     written = write_table(config.load_any(args.params), args.from_mlflow)
     for path in written.values():
@@ -154,6 +165,11 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--from-mlflow", action="store_true",
                    help="from the MLflow runs that match dvc.lock (named on stderr) instead of the metric files")
     t.set_defaults(func=table_command)
+    c = sub.add_parser("check", help="check a params file as the check_params stage does, before DVC reads it",
+                       description="Check a params file as the check_params stage does (one line naming the key, "
+                                   "exit 2), before DVC expands dvc.yaml's templates with it.")
+    c.add_argument("--params", default="params.yaml", help="params.yaml, fashion/params.yaml or paper/params.yaml")
+    c.set_defaults(func=check_command)
     args = parser.parse_args(argv)
     try:
         args.func(args)

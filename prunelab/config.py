@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_origin
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WrapValidator, model_validator
@@ -44,9 +44,21 @@ def _phrased(base: Any, phrase: str, *checks: Callable[[Any], Any], kind: str = 
     def rephrase(v, handler):
         try:
             return handler(v)
-        except ValidationError:  # pydantic's own checks, and `checks` raising ValueError
-            raise PydanticCustomError("prunelab", "{phrase}", {"phrase": phrase, "kind": kind}) from None
+        except ValidationError as e:  # pydantic's own checks, and `checks` raising ValueError
+            raise PydanticCustomError("prunelab", "{phrase}", {"phrase": phrase, "kind": kind,
+                                                               "culprit": _culprit(v, e, base)}) from None
     return Annotated[base, Field(**constraints), *map(AfterValidator, checks), WrapValidator(rephrase)]
+
+
+def _culprit(v: Any, e: ValidationError, base: Any) -> str:
+    """What, in a list the phrase says must hold only certain items, is the wrong one ('' when
+    the whole value is): "'hrnak' is not allowed" for [chip, hrnak]; "a string, not a list" for chip."""
+    if isinstance(v, str) and get_origin(base) is list:
+        return "a string, not a list"
+    loc = e.errors(include_url=False)[0]["loc"]
+    if isinstance(v, list) and loc and isinstance(loc[0], int) and loc[0] < len(v):
+        return f"{short(v[loc[0]])} is not allowed"
+    return ""
 
 
 def _one_of(*allowed) -> Any:
@@ -299,7 +311,8 @@ def _check(model: type[BaseModel], node: Any) -> None:
             raise ConfigError(f"{key + '.' if key else ''}{ctx['key']}: {phrase}") from None
         raise ConfigError({"bare": f"{key or 'params'}: {phrase}",
                            "choice": f"{key}: {short(err['input'])} {phrase}",
-                           "value": f"{key}: {phrase}, got {short(err['input'])}"}[kind]) from None
+                           "value": f"{key}: {phrase}, got {short(err['input'])}"
+                                    + (f" ({ctx['culprit']})" if ctx.get("culprit") else "")}[kind]) from None
 
 
 def _image_size(data: dict, key: str) -> None:

@@ -27,7 +27,7 @@ def test_every_command_and_stage_prints_its_help(capsys):
 
     from prunelab import cli
 
-    for argv in (["-h"], ["--help"], ["count", "-h"], ["paper-table", "-h"], ["table", "-h"]):
+    for argv in (["-h"], ["--help"], ["count", "-h"], ["paper-table", "-h"], ["table", "-h"], ["check", "-h"]):
         with pytest.raises(SystemExit) as e:
             cli.main(argv)
         assert e.value.code == 0 and capsys.readouterr().out.startswith("usage: prunelab"), argv
@@ -37,3 +37,34 @@ def test_every_command_and_stage_prints_its_help(capsys):
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0 and out.startswith("usage:"), f"{name}: {err[-1000:]}"
+
+
+def test_check_names_the_key_dvcs_templating_would_choke_on(tmp_path):
+    """prune.criteria: chip (a string, not a list) makes DVC's expansion of dvc.yaml fail with
+    "'Value' object is not iterable", naming no key, before any stage runs; `prunelab check`
+    (which `make repro` and `make pull` run before DVC) names the key and the culprit, exit 2.
+    A misspelled criterion is singled out, and the allowed list is whole."""
+    import re
+
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    cases = {"chip": "got 'chip' (a string, not a list)",
+             "[chip, hrnak]": "got ['chip', 'hrnak'] ('hrnak' is not allowed)"}
+    for value, culprit in cases.items():
+        text = (ROOT / "params.yaml").read_text()
+        text = re.sub(r"(?m)^  criteria: \[[^\]]*\]", f"  criteria: {value}", text, count=1)
+        assert text != (ROOT / "params.yaml").read_text()
+        (tmp_path / "params.yaml").write_text(text)
+        r = subprocess.run([str(BIN / "prunelab"), "check", "--params", str(tmp_path / "params.yaml")],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert r.stderr == ("error: prune.criteria: must be a non-empty list of distinct criteria; allowed: "
+                            f"chip, hrank, l1, random, snpfi, {culprit}\n"), r.stderr
+    assert params["prune"]["criteria"]  # the default file itself passes
+    ok = subprocess.run([str(BIN / "prunelab"), "check"], cwd=ROOT, capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout == "params.yaml: passed\n", ok.stderr
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("repro", "pull"):  # the check runs before the target's dvc command
+        recipe = re.search(rf"(?m)^{target}:.*\n((?:\t.*\n)+)", makefile).group(1)
+        assert recipe.index("prunelab check --params params.yaml") < recipe.index("dvc repro"), target

@@ -515,3 +515,27 @@ def test_every_file_the_readme_names_exists():
         if not any(c.exists() for c in candidates):
             missing.append(name)
     assert len(readme_paths()) > 40 and not missing, missing
+
+
+def test_readme_compact_views_fit_120_columns():
+    """The README's `dvc exp show` line and its `dvc metrics show` line, run on the tracked
+    results as a user's terminal would show them (rich's table, not CSV): no line of either
+    wider than 120 columns, and each shows what the README says it shows."""
+    import os
+    import subprocess
+
+    from helpers import BIN
+
+    readme = (ROOT / "README.md").read_text()
+    exp = re.search(r"(?m)^(dvc exp show --drop .*)$", readme).group(1)
+    metrics = re.search(r"(?m)^(dvc metrics show \S+)", readme).group(1)
+    wide = {**os.environ, "COLUMNS": "1000"}  # rich would otherwise fit (and cut) the table to 80
+    for command, expected in ((exp, ["Experiment", "top1", "chip-r2.top1", "snpfi-r2.top1", "finetune.epochs"]),
+                              (metrics, ["Path", "top1", "results/metrics/train_baseline.json"])):
+        argv = shlex.split(command)
+        r = subprocess.run([str(BIN / argv[0]), *argv[1:], *(["--no-pager"] if "exp" in argv else [])], cwd=ROOT,
+                           env=wide, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-1000:]
+        widths = [len(line.rstrip()) for line in r.stdout.splitlines()]
+        assert widths and max(widths) <= 120, (command, max(widths), r.stdout)
+        assert all(word in r.stdout.split() for word in expected), (command, r.stdout)
