@@ -26,7 +26,25 @@ class CheckpointError(PrunelabError):
 
 
 class OutputError(PrunelabError):
-    """An output that cannot be written (a read-only folder, a full disk); the previous file stays."""
+    """An output that cannot be written (a read-only folder, a full disk, a folder that is a
+    symlink out of the project); the previous file stays."""
+
+
+def _inside_project(path: Path) -> None:
+    """Refuse a path inside the project (DVC_ROOT, which DVC sets for a stage, else the working
+    folder) whose folder resolves outside it: a symlinked results/ subfolder would otherwise have
+    the stage write through it into a folder DVC neither tracks nor restores. A path given
+    outside the project (an absolute paths.* value) is the user's choice and is not checked."""
+    root = Path(os.path.abspath(os.environ.get("DVC_ROOT") or os.getcwd()))
+    lexical = Path(os.path.abspath(path))
+    if not lexical.is_relative_to(root):
+        return
+    if not lexical.parent.resolve().is_relative_to(root.resolve()):  # the folders that exist, links followed
+        rel = lexical.parent.relative_to(root)
+        folders = [root / p for p in reversed(rel.parents)][1:] + [lexical.parent]  # results, results/metrics, ..
+        link = next((f for f in folders if f.is_symlink()), lexical.parent)
+        raise OutputError(f"{path}: {link.relative_to(root)} is a symlink to {link.resolve()}, "
+                          "outside the project; outputs stay inside it (replace the link with a folder)")
 
 
 def _hidden_sibling(path: Path, create) -> Path:
@@ -49,6 +67,7 @@ def atomic_write(path: str | Path, write) -> None:
     while writing leaves nothing behind; elsewhere a hidden temp file beside path, removed on error.
     A write the system refuses (a read-only folder, a full disk) is an OutputError naming path.
     """
+    _inside_project(Path(path))
     try:
         _atomic_write(Path(path), write)
     except OSError as e:

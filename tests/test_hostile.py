@@ -301,6 +301,36 @@ def test_an_output_that_cannot_be_written_is_one_line_naming_the_file(tmp_path, 
     assert r.stderr.startswith("error: results/params_check.txt: cannot be written ("), r.stderr
 
 
+def test_an_output_folder_symlinked_out_of_the_project_is_refused(tmp_path, monkeypatch):
+    """results/metrics as a symlink to a folder outside the project: writing a record there (as
+    every stage does) is refused with one line naming the link and where it points; nothing lands
+    outside. A deeper link (results/metrics/evaluate) is named too; a link that stays inside the
+    project, and a path given outside it on purpose, are written."""
+    project, outside = tmp_path / "p", tmp_path / "elsewhere"
+    (project / "results").mkdir(parents=True)
+    outside.mkdir()
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    (project / "results" / "metrics").symlink_to(outside)
+    with pytest.raises(checkpoint.OutputError) as e:
+        pipeline.write_json("results/metrics/evaluate/chip-r2.json", {"top1": 1.0})
+    assert str(e.value) == (f"results/metrics/evaluate/chip-r2.json: results/metrics is a symlink to {outside}, "
+                            "outside the project; outputs stay inside it (replace the link with a folder)")
+    with pytest.raises(checkpoint.OutputError):
+        checkpoint.torch_save("results/metrics/model.pt", {"w": torch.zeros(2)})
+    assert list(outside.rglob("*")) == []
+    (project / "results" / "metrics").unlink()
+    (project / "results" / "metrics").mkdir()
+    (project / "results" / "metrics" / "evaluate").symlink_to(outside)
+    with pytest.raises(checkpoint.OutputError, match="^results/metrics/evaluate/x.json: results/metrics/evaluate is a symlink"):
+        pipeline.write_text("results/metrics/evaluate/x.json", "x")
+    (project / "kept").mkdir()
+    (project / "results" / "inside").symlink_to(project / "kept")
+    pipeline.write_text("results/inside/a.txt", "a")
+    pipeline.write_text(outside / "chosen.txt", "b")  # outside on purpose: the user's path, written
+    assert (project / "kept" / "a.txt").read_text() == "a" and (outside / "chosen.txt").read_text() == "b"
+
+
 def _write_blocked(kind: str, target: str, written, release) -> None:
     """Child process: start writing `target`, report half of it written, then wait to be killed."""
     method = "write_bytes" if kind == "checkpoint" else "write_text"
