@@ -52,6 +52,7 @@ def runs(tmp_path_factory):
     return {"here": here, "haswell": md5s(emulated), "native": other}
 
 
+@pytest.mark.slow  # the emulated Haswell probe: about 5 minutes of qemu (make test-slow, CI)
 @needs_qemu
 def test_training_gives_the_same_bytes_on_another_cpu(runs):
     """A few SGD steps of ResNet-20: convolutions (oneDNN), BatchNorm and the optimiser (ATen),
@@ -59,6 +60,7 @@ def test_training_gives_the_same_bytes_on_another_cpu(runs):
     assert runs["here"]["train"] == runs["haswell"]["train"]
 
 
+@pytest.mark.slow  # the emulated Haswell probe: about 5 minutes of qemu (make test-slow, CI)
 @needs_qemu
 @pytest.mark.parametrize("part", ["scores", "snpfi_game", "pruned"])
 def test_scoring_and_pruning_give_the_same_bytes_on_another_cpu(runs, part):
@@ -67,6 +69,7 @@ def test_scoring_and_pruning_give_the_same_bytes_on_another_cpu(runs, part):
     assert runs["here"][part] == runs["haswell"][part]
 
 
+@pytest.mark.slow  # the emulated Haswell probe: about 5 minutes of qemu (make test-slow, CI)
 @needs_qemu
 def test_the_probe_sees_a_difference_in_numerics(runs):
     """The equalities above are not those of a constant: one thread and native kernels change

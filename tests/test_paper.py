@@ -263,6 +263,7 @@ def test_params_edited_without_the_tool_stop_at_check_params(tmp_path):
     assert not (project / "paper" / "runs").exists()
 
 
+@pytest.mark.slow  # a second paper reproduction: minutes (make test-slow, CI)
 def test_a_criterion_added_later_reuses_the_baseline_scores_and_networks(tmp_path):
     """criteria: [chip] run, then [chip, l1] (the tool re-run): DVC runs L1's score and L1's
     networks only; the baseline, CHIP's score and CHIP's networks are reused as they are."""

@@ -6,6 +6,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from helpers import BIN, copy_project, dvc, env, stage
 from prunelab import checkpoint
 
@@ -61,6 +63,7 @@ FINETUNE = {"model.arch": "resnet20", "train.epochs": 1, "finetune.epochs": EPOC
             "latency.repeats": 0, "seeds": [0, 1]}  # two fine-tuning seeds
 
 
+@pytest.mark.slow  # two dvc repro runs with a kill between: minutes (make test-slow, CI)
 def test_finetune_killed_under_dvc_repro_keeps_its_finished_seed_and_resumes_the_other(tmp_path):
     """`dvc repro` killed (SIGKILL, DVC and the stage) while finetune@chip-r1 trains its second
     seed, the first one written. The next `dvc repro` (DVC deletes the network's outputs first)
