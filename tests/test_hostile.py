@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import ROOT, copy_project, stage
+from helpers import BIN, ROOT, copy_project, stage
 from prunelab import checkpoint, config, data, models, pipeline, synthetic
 from prunelab.errors import PrunelabError, short
 from prunelab.sparsity import MAX_RATES, SparsityError, parse_sparsity
@@ -172,6 +172,18 @@ def test_hostile_params_files_get_one_line_in_bounded_memory(tmp_path, name):
         config.load_any(path)
     assert "\n" not in str(e.value) and len(str(e.value)) < 400
     assert peak_bytes(lambda: config.load_any(path)) < 64 << 20
+
+
+def test_make_repro_s_check_refuses_an_anchor_bomb_before_dvc_reads_it(tmp_path):
+    """`dvc status` expands a YAML anchor bomb with DVC's own reader (GBs); `prunelab check`, which
+    `make repro` and `make pull` run first (tests/test_cli.py checks the order), refuses it in one
+    line, exit 2, in a bounded time (the timeout), whatever it would expand to."""
+    path = tmp_path / "params.yaml"
+    path.write_text(HOSTILE_FILES["anchor bomb"][0])
+    r = subprocess.run([str(BIN / "prunelab"), "check", "--params", str(path)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"error: {path}: holds more than 20000 values with its YAML aliases expanded"), r.stderr
 
 
 def test_a_stage_refuses_a_seed_past_numpy_with_one_line_and_exit_2(tmp_path):
