@@ -76,9 +76,15 @@ def test_plots_render_offline(clone):
     # one line per seed (not a criterion's seeds joined into one zig-zag), seeds told apart by dash
     curves = facets["setting"]["spec"]["encoding"]
     assert {"field": "seed", "type": "nominal"} in curves["detail"] and curves["strokeDash"]["field"] == "seed"
+    assert curves["shape"]["field"] == "seed" and curves["strokeDash"]["legend"] is None  # a dash legend draws dots
     # the scatter: a colour per criterion, a shape per setting (r2 and auto apart at the same MACs)
     scatter = next(s for s in specs if s.get("layer") and s["layer"][0].get("mark", {}).get("type") == "point")
     assert scatter["layer"][0]["encoding"]["shape"]["field"] == "setting"
+    # a criterion has one colour in every plot (the scatter's baseline comes after the five)
+    sweep_layers = facets["scheme"]["spec"]["layer"]
+    domains = [curves["color"]["scale"]["domain"], scatter["layer"][0]["encoding"]["color"]["scale"]["domain"][:5],
+               *(layer["encoding"]["color"]["scale"]["domain"] for layer in sweep_layers)]
+    assert all(d == ["chip", "hrank", "l1", "random", "snpfi"] for d in domains), domains
     values = facets["setting"]["data"]["values"]  # the fine-tuning curves: every network and seed
     assert {(v["setting"], v["criterion"], v["seed"]) for v in values} == {
         (s, "chip", str(seed)) for s in ("r1", "r2") for seed in SMALL["seeds"]}
@@ -89,6 +95,20 @@ def test_plots_render_offline(clone):
     cells = heatmap["data"]["values"]  # a cell per (slot, rate): ResNet-20 has 12 slots
     assert {(c["slot"], c["rate"]) for c in cells} == {(str(i), str(r)) for i in range(12) for r in SMALL["sensitivity.rates"]}
     assert "dvc_plots/" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_on_a_fresh_clone_dry_needs_the_outputs_and_status_answers(clone, tmp_path):
+    """README: on a fresh clone (no models, no DVC cache) after a param change, `dvc repro --dry`
+    stops at the first stage that reads a model, naming it; `dvc status` answers, naming the
+    changed params section."""
+    fresh = tmp_path / "fresh"
+    run(["git", "clone", "-q", str(clone), str(fresh)], tmp_path)
+    edit_params(fresh, **{"finetune.epochs": SMALL["finetune.epochs"] + 1})
+    dry = dvc(fresh, "repro", "--dry", check=False)
+    assert dry.returncode != 0 and "No such file or directory" in dry.stderr + dry.stdout
+    assert "models/baseline.pt" in dry.stderr + dry.stdout
+    status = dvc(fresh, "status")
+    assert status.returncode == 0 and re.search(r"params.yaml:\n\s+modified:\s+finetune", status.stdout), status.stdout
 
 
 def test_exp_run_dry_and_queued(clone):
