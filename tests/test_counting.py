@@ -152,3 +152,14 @@ def test_a_linear_layer_on_every_position_counts_its_macs_at_every_position():
     with FlopCounterMode(display=False) as fc:
         m(torch.zeros(1, 3, 6, 7))
     assert counting.count_ops(m, (3, 6, 7))["macs"] == 840 + 4536 == fc.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("kernel", [(1, 3), (3, 1)])
+def test_a_rectangular_kernel_counts_both_of_its_sides(kernel):
+    """A conv's MACs are output elements x in-channels x kh x kw for any kernel, square or not:
+    Conv2d(2, 4, 1x3) on a 2x5x6 input gives 4x5x4 = 80 outputs, 80 * 2 * 1 * 3 = 480 MACs
+    (3x1: 4x3x6 = 72 outputs, 432 MACs), by hand; flops_paper adds one op per output for the
+    bias (560, 504). count() is for any architecture, not only the square kernels of ours."""
+    m = torch.nn.Conv2d(2, 4, kernel).eval()
+    outputs = 80 if kernel == (1, 3) else 72
+    assert counting.count_ops(m, (2, 5, 6)) == {"macs": outputs * 2 * 3, "flops_paper": outputs * 2 * 3 + outputs}

@@ -199,6 +199,7 @@ def default_params() -> dict:
 def test_config_checks_train_subset(name, subset, error):
     params = default_params()
     params["data"].update(name=name, train_subset=subset, image_size=data.FIXED_SIZES.get(name, 8))
+    params["features"]["num_images"] = params["snpfi"]["calibration_images"] = 8  # within the smallest subset
     if name == "imagenet":
         params["data"]["image_size"] = 224
     if error is None:

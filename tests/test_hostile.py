@@ -116,10 +116,14 @@ BOUNDS = [
 
 @pytest.mark.parametrize("key,bad,good", BOUNDS, ids=[f"{k}={short(b)[:20]}" for k, b, _ in BOUNDS])
 def test_params_past_their_bound_are_refused_naming_the_key(key, bad, good):
+    # image counts are also bounded by the training split: Fashion-MNIST's 60,000 hold either bound
+    data = ({"data.name": "fashion_mnist", "data.image_size": 28, "data.train_subset": None}
+            if key in ("features.num_images", "snpfi.calibration_images") else {})
     with pytest.raises(config.ConfigError, match=f"^{key}: ") as e:
-        config.validate(params_with(**{key: bad}))
+        config.validate(params_with(**data, **{key: bad}))
     assert "\n" not in str(e.value) and len(str(e.value)) < 300
-    config.validate(params_with(**{key: good}))
+    assert "training split" not in str(e.value)  # the bound of the key itself, not the split's
+    config.validate(params_with(**data, **{key: good}))
 
 
 def test_every_dataset_has_an_image_size_bound():
@@ -454,3 +458,60 @@ def test_make_keeps_a_venv_synced_for_this_folder(tmp_path):
     r = subprocess.run(["make", "setup"], cwd=checkout, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert not (checkout / "uv.calls").exists() and (checkout / ".venv" / "from-elsewhere").exists()
+
+
+def test_a_paper_file_takes_at_most_its_row_and_network_caps():
+    """paper/params.yaml's rows are capped at MAX_PAPER_ROWS (150) and rows x criteria at
+    MAX_PAPER_NETWORKS (500): 150 rows of one criterion are accepted, 151 refused; 150 rows of
+    four criteria (600 networks) refused, each naming `rows`."""
+    paper = yaml.safe_load((ROOT / "paper" / "params.yaml").read_text())
+    row = next(iter(paper["rows"].values()))
+
+    def with_rows(n: int, criteria: list[str]) -> dict:
+        edited = copy.deepcopy(paper)
+        edited["criteria"] = criteria
+        edited["rows"] = {f"row{i}": {k: v for k, v in row.items() if k != "criteria"} for i in range(n)}
+        return edited
+
+    config.validate_paper(with_rows(150, ["chip"]))
+    with pytest.raises(config.ConfigError, match=r"^rows: 151 rows; at most 150"):
+        config.validate_paper(with_rows(151, ["chip"]))
+    with pytest.raises(config.ConfigError, match=r"^rows: 600 networks .*at most 500"):
+        config.validate_paper(with_rows(150, ["chip", "hrank", "l1", "random"]))
+
+
+def test_a_shapley_game_of_one_permutation_is_refused_naming_the_key():
+    """snpfi.permutations come in antithetic pairs (a permutation and its reverse), so the
+    fewest is 2: 2 is accepted and 1 refused at the params check, not minutes into the scores
+    stage."""
+    assert config.validate(params_with(**{"snpfi.permutations": 2}))
+    with pytest.raises(config.ConfigError, match=r"^snpfi\.permutations: must be an integer in \[2, 1000\], got 1$"):
+        config.validate(params_with(**{"snpfi.permutations": 1}))
+
+
+def test_a_digits_hold_out_of_nothing_is_refused_naming_the_key():
+    """data.test_fraction is the share of digits held out for testing, in (0, 1): 0 would leave
+    no test images at all, so it is refused at the params check; 0.2 is accepted."""
+    assert config.validate(params_with(**{"data.test_fraction": 0.2}))
+    with pytest.raises(config.ConfigError, match=r"^data\.test_fraction: must be a number in \(0, 1\), got 0\.0$"):
+        config.validate(params_with(**{"data.test_fraction": 0.0}))
+
+
+@pytest.mark.parametrize("key", ["features.num_images", "snpfi.calibration_images"])
+def test_digits_images_are_counted_after_the_rounded_up_hold_out(key):
+    """digits' 1,797 images less a test_fraction of 0.2 held out, rounded up as the stratified
+    split does (ceil(359.4) = 360, by hand), leave 1,437 training images: 1,437 feature or
+    calibration images are accepted, 1,438 refused naming the key before any stage runs."""
+    assert config.validate(params_with(**{key: 1437}))
+    with pytest.raises(config.ConfigError, match=rf"^{key}: 1438 images, but digits's training split holds 1437"):
+        config.validate(params_with(**{key: 1438}))
+
+
+def test_a_train_subset_of_one_image_per_class_is_the_smallest_accepted():
+    """data.train_subset takes at least one image of each class: digits has 10, so 10 is
+    accepted (with at most 10 feature and calibration images, all the subset holds) and 9 is
+    refused naming the key."""
+    small = {"features.num_images": 10, "snpfi.calibration_images": 10}
+    assert config.validate(params_with(**{"data.train_subset": 10}, **small))
+    with pytest.raises(config.ConfigError, match=r"^data\.train_subset: digits has 10 classes"):
+        config.validate(params_with(**{"data.train_subset": 9}, **small))

@@ -310,3 +310,14 @@ def test_summary_json_holds_each_network_s_top1_before_and_after_fine_tuning():
                               "macs_reduction_pct": pytest.approx(48.0672, abs=1e-4)}
     assert got["random-r1"]["top1_before_finetune"] == 12.5 and got["random-r1"]["top1"] == 93.0
     assert got["random-r1"]["top1_std"] == 0.25
+
+
+def test_a_count_of_exactly_one_billion_is_written_in_billions(tmp_path):
+    """Counts of a billion or more are written in billions: 10**9 MACs is '1.00B', not
+    '1000.00M' (hand-written expectations; the MACs cell of a network at 2 * 10**9 -> 10**9 is
+    '1.00B (50.0%)', one just below a billion stays in millions)."""
+    big = record(macs=1_000_000_000, baseline_macs=2_000_000_000)
+    md = report.write_tables([big], tmp_path)["table.md"].read_text()
+    assert "| 1.00B (50.0%) |" in md and "1000.00M" not in md
+    below = report.frame([record(macs=999_994_999, baseline_macs=2_000_000_000)])
+    assert "999.99M (50.0%)" in report.markdown(below, "t")

@@ -365,3 +365,27 @@ def test_auto_rates_break_a_tie_in_images_by_the_smaller_loss_increase(lighter):
     got = _auto({3: 0, 4: 0}, {lighter: 0.1, heavier: 0.3}, np.floor(saving * 100) / 100 - 0.01)
     assert got["rates"] == sensitivity.slot_rates(slots, lighter, 0.5)
     assert got["summed_drop_images"] == 0 and got["summed_loss_increase"] == pytest.approx(0.1)
+
+
+def test_the_additive_target_grows_by_the_shortfall_of_the_last_choice():
+    """T' grows by the shortfall (module docstring), not by one grid step: with the stem and
+    layer1.0's inner channels (slots 0 and 3) the cheapest (1 image each, every other slot 10) and
+    T just under their added savings, round 1 picks both, whose exact reduction (PyTorch's count)
+    falls short by T - exact; round 2 asks T' = T + (T - exact) and reaches T."""
+    slots = sensitivity.num_slots(ARCH)
+    added = _reduction(sensitivity.slot_rates(slots, 0, 0.5)) + _reduction(sensitivity.slot_rates(slots, 3, 0.5))
+    exact = _reduction([0.5 if i in (0, 3) else 0.0 for i in range(slots)])
+    target = np.floor(added * 100) / 100 - 0.01
+    assert target - exact > 1.0  # the two channel sets meet in layer1.0.conv1: far more than a grid step short
+    got = _auto({0: 1, 3: 1}, {}, target)
+    assert got["rounds"] == 2
+    assert got["additive_target_pct"] == pytest.approx(target + (target - exact))
+    assert got["reached_macs_reduction_pct"] >= target
+
+
+def test_a_target_equal_to_every_largest_saving_added_up_is_reached():
+    """The largest savings added up (1.00% + 5.00% = 6.00%, by hand) are within reach: a target
+    of exactly 6.00% takes the largest rate in both slots, where 6.01% is refused (the knapsack
+    test above)."""
+    cost = np.array([[0.0, 1.0], [0.0, 2.0]])
+    assert sensitivity.solve_additive(cost, np.array([[0, 1.0], [0, 5.0]]), 6.0).tolist() == [1, 1]
