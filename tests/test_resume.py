@@ -110,8 +110,10 @@ def test_finetune_killed_under_dvc_repro_keeps_its_finished_seed_and_resumes_the
 
 def test_ctrl_c_stops_a_stage_with_one_line(tmp_path):
     """SIGINT (Ctrl-C) during training: exit 130 and one line on stderr, not a traceback through
-    PyTorch; the resume state is there for the next run."""
-    project = copy_project(tmp_path / "p", **SMALL)
+    PyTorch; the resume state is there for the next run. 50 epochs: on a loaded machine the signal
+    may come seconds after the first epoch, and the stage must still be training then (it is
+    interrupted long before the end, so they cost nothing)."""
+    project = copy_project(tmp_path / "p", **{**SMALL, "train.epochs": 50})
     proc = subprocess.Popen([str(BIN / "python"), "stages/train_baseline.py"], cwd=project, env=env(project),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     resume = project / "models" / ".baseline.pt.resume"
