@@ -185,9 +185,22 @@ def _sending(uri: str) -> Iterator[None]:
     except TrackingError:
         raise
     except Exception as e:  # noqa: BLE001 - whatever MLflow or its HTTP client raise: the store failed
+        if _interrupted(e):  # Ctrl-C inside SQLAlchemy, which then fails closing its transaction
+            raise KeyboardInterrupt from None
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise TrackingError(f"tracking.uri: {uri} stopped answering ({first}); the work done is saved: run "
                             "`dvc repro` again once the store answers, and the stage goes on from there") from None
+
+
+def _interrupted(e: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is among the exceptions e was raised while handling."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__context__ or e.__cause__
+    return False
 
 
 class StageRun:

@@ -153,3 +153,22 @@ def test_a_store_that_dies_mid_training_costs_the_logging_not_the_epoch(tmp_path
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert sorted(m.step for m in client.get_metric_history(run_id, "top1")) == [0, 1, 2, 3]
     assert len(client.search_runs([client.get_experiment_by_name("e").experiment_id])) == 1
+
+
+def test_ctrl_c_inside_the_store_s_client_stays_an_interruption():
+    """SIGINT landing inside SQLAlchemy: it fails closing its transaction ("This transaction is
+    closed") while handling the KeyboardInterrupt. That is Ctrl-C (exit 130, one line), not a
+    store that stopped answering (exit 2); a store error with no interruption behind it still is."""
+
+    from prunelab import tracking
+
+    def closing_fails():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("This transaction is closed")  # noqa: B904 - raised while handling, as SQLAlchemy does
+
+    with pytest.raises(KeyboardInterrupt), tracking._sending("sqlite:///mlflow.db"):
+        closing_fails()
+    with pytest.raises(tracking.TrackingError, match="stopped answering"), tracking._sending("sqlite:///mlflow.db"):
+        raise RuntimeError("database is locked")
