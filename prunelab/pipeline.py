@@ -8,7 +8,9 @@ import csv
 import hashlib
 import itertools
 import json
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -314,14 +316,43 @@ def train_resumably(params: dict, stage: str, item: str | None, sections: dict, 
         def save_state(state: dict) -> None:
             resume.save(state, curve=curve, mlflow_run_id=run.run_id)
             send()
+            if ctrl_c.pressed:  # a KeyboardInterrupt a library swallowed: stop now the epoch is saved
+                raise KeyboardInterrupt
 
         send()
-        final = train(on_epoch, saved["train"] if saved else None, save_state)
+        with ctrl_c:
+            final = train(on_epoch, saved["train"] if saved else None, save_state)
         send()  # a pretrained baseline's one evaluation has no state to save
         write_outputs(final, curve, run)
     for path in _finished_states(params, stage, item, sections, resume):
         path.unlink(missing_ok=True)
     return run.run_id
+
+
+class _CtrlC:
+    """SIGINT as Python raises it (KeyboardInterrupt), remembered too: a library that catches
+    BaseException (SQLAlchemy under MLflow, closing its transaction) may swallow the exception,
+    and training would go on; train_resumably then stops after the epoch's state is saved."""
+
+    pressed = False
+
+    def __enter__(self):
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():  # signal handlers live there
+            self._previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, signum, frame):
+        type(self).pressed = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+ctrl_c = _CtrlC()
 
 
 def _finished_states(params: dict, stage: str, item: str | None, sections: dict,

@@ -118,7 +118,7 @@ def fresh_clone(dst: Path, **overrides) -> Path:
     run(["git", "init", "-q"], dst)
     run(["git", "add", "-A"], dst)
     run(["git", "commit", "-qm", "clone"], dst)
-    edit_params(dst, **NUMERICS, **overrides)
+    edit_params(dst, **{**NUMERICS, **overrides})
     run(["git", "commit", "-qam", "params"], dst)
     return dst
 

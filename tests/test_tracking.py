@@ -159,7 +159,6 @@ def test_ctrl_c_inside_the_store_s_client_stays_an_interruption():
     """SIGINT landing inside SQLAlchemy: it fails closing its transaction ("This transaction is
     closed") while handling the KeyboardInterrupt. That is Ctrl-C (exit 130, one line), not a
     store that stopped answering (exit 2); a store error with no interruption behind it still is."""
-
     from prunelab import tracking
 
     def closing_fails():
