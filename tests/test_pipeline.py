@@ -10,8 +10,7 @@ import pytest
 from helpers import BIN, ROOT, built_once, copy_of, copy_project, dvc, edit_params, env, fresh_clone, run
 
 SMALL = {
-    # the mode users get: under native numerics two clean runs on a loaded machine once gave
-    # other sweep bytes (MKL's results may depend on memory alignment unless MKL_CBWR is set)
+    # the mode users get (params.yaml's default), which the reproductions below then check
     "engine.cpu_numerics": "portable",
     "model.arch": "resnet20",
     "train.epochs": 2,
