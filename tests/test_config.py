@@ -13,23 +13,12 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from helpers import ROOT
+from test_hostile import params_with
 from prunelab import config, models
 from prunelab.errors import ConfigError
 
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
 PAPER = yaml.safe_load((ROOT / "paper" / "params.yaml").read_text())
-
-
-def params_with(**overrides) -> dict:
-    """The default params with dotted keys replaced: {"train.epochs": 3}."""
-    params = copy.deepcopy(DEFAULT)
-    for dotted, value in overrides.items():
-        *parents, leaf = dotted.split(".")
-        node = params
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return params
 
 
 def refused(params: dict, pattern: str) -> str:
