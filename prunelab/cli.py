@@ -9,7 +9,8 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from prunelab import config, counting, models, report, significance, tracking
+from prunelab import ablation, config, correctness, counting, models, report, tracking
+from prunelab.checkpoint import atomic_write
 from prunelab.errors import PrunelabError
 from prunelab.sparsity import parse_sparsity
 
@@ -53,23 +54,28 @@ def paper_table_command(args: argparse.Namespace) -> None:
     print(snpfi_counts_table(), end="")
 
 
+def _stage(params: dict, stage: str, net: config.Network) -> str:
+    """DVC's name of a network's stage: evaluate@0-chip-r2 (baseline 0), the paper's evaluate@r1-chip."""
+    return f"{stage}@{net.name}" if "experiment" in params else f"{stage}@{params['baseline']}-{net.name}"
+
+
 def _records(params: dict, from_mlflow: bool) -> list[dict]:
-    """The evaluate records of every network of params, with its measured latencies, from the
-    metric files or from the MLflow runs that match dvc.lock."""
+    """The evaluate records of every network of params (resolved: one baseline's), with its
+    measured latencies, from the metric files or from the MLflow runs that match dvc.lock."""
     nets = config.networks(params)
     if from_mlflow:
         t = params["tracking"]
-        runs = tracking.lock_runs(t["uri"], t["experiment"], [f"evaluate@{n.name}" for n in nets])
+        runs = tracking.lock_runs(t["uri"], t["experiment"], [_stage(params, "evaluate", n) for n in nets])
         newest = {stage: matching[0] for stage, matching in runs.items()}  # same hashes, same result
         for stage, run in newest.items():
             print(f"{stage}: MLflow run {run.info.run_id}", file=sys.stderr)
         # the per-image results are not tags: they come from the record the run carries as an artifact
         records = []
         for n in nets:
-            run = newest[f"evaluate@{n.name}"]
+            run = newest[_stage(params, "evaluate", n)]
             logged = tracking.artifact_json(t["uri"], run, f"{n.name}.json")
             records.append({**run.data.tags, **run.data.metrics,
-                            **{k: logged[k] for k in significance.PER_IMAGE_FIELDS if k in logged}})
+                            **{k: logged[k] for k in correctness.PER_IMAGE_FIELDS if k in logged}})
         return records
     metrics_dir = Path(params["paths"]["metrics"])  # each network's record, and what was measured apart
     evaluated = report.records_from_files([n.file(metrics_dir / "evaluate", ".json") for n in nets])
@@ -78,20 +84,21 @@ def _records(params: dict, from_mlflow: bool) -> list[dict]:
 
 
 def _curves(params: dict, from_mlflow: bool) -> list[dict]:
-    """Fine-tuning top-1 per epoch of every network and seed (report.CURVE_FIELDS), from the
-    curve files or from the history of the MLflow runs that match dvc.lock."""
-    nets, seeds = config.networks(params), config.seeds(params)
+    """Fine-tuning top-1 per epoch of every network and seed of params (resolved: one baseline's;
+    report.CURVE_FIELDS), from the curve files or from the history of the MLflow runs that match
+    dvc.lock."""
+    nets, seeds, baseline = config.networks(params), config.seeds(params), params["baseline"]
     rows = []
     if from_mlflow:
         t = params["tracking"]
-        per_seed = tracking.lock_seed_runs(t["uri"], t["experiment"], [f"finetune@{n.name}" for n in nets])
+        per_seed = tracking.lock_seed_runs(t["uri"], t["experiment"], [_stage(params, "finetune", n) for n in nets])
         for net in nets:
             for seed in seeds:
-                history = per_seed[f"finetune@{net.name}"].get(str(seed))
+                history = per_seed[_stage(params, "finetune", net)].get(str(seed))
                 if history is None:
-                    raise PrunelabError(f"finetune@{net.name}: no MLflow run of seed {seed} matches dvc.lock")
-                rows += [{"setting": net.setting, "criterion": net.criterion, "seed": seed, "epoch": step,
-                          "top1": value} for step, value in history]
+                    raise PrunelabError(f"{_stage(params, 'finetune', net)}: no MLflow run of seed {seed} matches dvc.lock")
+                rows += [{"setting": net.setting, "criterion": net.criterion, "baseline": baseline, "seed": seed,
+                          "epoch": step, "top1": value} for step, value in history]
         return rows
     for net in nets:
         for seed in seeds:
@@ -99,8 +106,8 @@ def _curves(params: dict, from_mlflow: bool) -> list[dict]:
             if not path.is_file():
                 raise PrunelabError(f"{path}: no such curve file; run `dvc repro` first")
             with path.open() as f:
-                rows += [{"setting": net.setting, "criterion": net.criterion, "seed": seed, "epoch": int(r["epoch"]),
-                          "top1": float(r["top1"])} for r in csv.DictReader(f)]
+                rows += [{"setting": net.setting, "criterion": net.criterion, "baseline": baseline, "seed": seed,
+                          "epoch": int(r["epoch"]), "top1": float(r["top1"])} for r in csv.DictReader(f)]
     return rows
 
 
@@ -121,8 +128,18 @@ def write_table(params: dict, from_mlflow: bool = False) -> dict:
         return report.write_paper_tables(records, paper["paths"]["results"], title)
     title = (f"{report.MODEL_NAMES.get(params['model']['arch'], params['model']['arch'])} on "
              f"{report.DATA_NAMES.get(params['data']['name'], params['data']['name'])}: pruning criteria compared")
-    return report.write_tables(_records(params, from_mlflow), params["paths"]["results"], title,
-                               _curves(params, from_mlflow))
+    per_baseline = [config.resolve(params, b) for b in params["baselines"]]
+    records = [r for p in per_baseline for r in _records(p, from_mlflow)]
+    curves = [c for p in per_baseline for c in _curves(p, from_mlflow)]
+    written = report.write_tables(records, params["paths"]["results"], title, curves, config.contrasts(params))
+    if "ablation" in params:  # each baseline's ablation.csv (a tracked file; not in MLflow's runs as a table)
+        rows = {str(p["baseline"]): ablation.read_csv(Path(p["paths"]["metrics"]) / "ablation.csv") for p in per_baseline}
+        results = Path(params["paths"]["results"])
+        setting = params["ablation"]["setting"]
+        atomic_write(results / "ablation.md", lambda tmp: Path(tmp).write_text(ablation.markdown(rows, title, setting)))
+        ablation.plot_png(rows, results / "ablation.png", f"{title}\ncriterion, widths and recovery apart, setting {setting}")
+        written.update({"ablation.md": results / "ablation.md", "ablation.png": results / "ablation.png"})
+    return written
 
 
 def check_command(args: argparse.Namespace) -> None:

@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,6 +135,7 @@ MAX_IMAGE_SIZE = {**FIXED_SIZES, "digits": 64, "imagenet": 512}
 MAX_TRAIN_SUBSET = 60_000
 MAX_SWEEP_RATIOS = 50  # sweep.ratios: every ratio prunes and evaluates every criterion's networks
 MAX_SENSITIVITY_RATES = 20  # sensitivity.rates: every rate prunes and evaluates once per rate slot
+MAX_FAMILY = 10  # compare.family: each contrast divides the level Holm's first rejection needs
 
 Seed = _int_in(0, MAX_SEED)
 Seeds = _distinct_list(Annotated[int, Field(ge=0, le=MAX_SEED)], "must be a non-empty list of distinct integers in "
@@ -177,13 +179,9 @@ class Engine(Section):
 
 class Paths(Section):
     data: Text
-    baseline: Text
-    features: Text
-    scores: Text
-    pruned: Text
-    finetuned: Text
-    metrics: Text
-    results: Text
+    models: Text  # <models>/b<baseline>/: baseline.pt, features.pt, scores/, pruned/, finetuned/ (DVC-cached)
+    metrics: Text  # <metrics>/b<baseline>/: each stage's records and curves (tracked in git)
+    results: Text  # the tables and plots over every baseline
 
 
 class Tracking(Section):
@@ -243,6 +241,7 @@ class Prune(Section):
 
 
 class Sweep(Section):
+    baseline: Seed  # whose networks it prunes: one of `baselines`
     schemes: _distinct_list(str, "must be a non-empty list of distinct names: inner, or prune.settings names", 1, None)
     ratios: _distinct_list(Annotated[float, Field(ge=0, lt=1)], f"must be a list of 1 to {MAX_SWEEP_RATIOS} "
                            "distinct ratios in [0, 1)", 1, MAX_SWEEP_RATIOS)
@@ -258,11 +257,51 @@ class Sensitivity(Section):
     bn_images: Images
 
 
+class Ablation(Section):
+    setting: Name  # the prune.settings entry whose rates (and MACs) the ablation prunes at
+
+
+class Compare(Section):
+    family: _distinct_list(str, f"must be a list of 1 to {MAX_FAMILY} distinct contrasts '<criterion> - <criterion> "
+                           "@ <setting>', e.g. 'chip - random @ r2'", 1, MAX_FAMILY)
+
+
+CONTRAST = re.compile(r"\s*([a-z0-9_]+)\s+-\s+([a-z0-9_]+)\s+@\s+(\S+)\s*")  # 'chip - random @ r2'
+
+
+def contrasts(params: dict) -> list[tuple[str, str, str]]:
+    """compare.family as (criterion A, criterion B, setting): A's top-1 minus B's at the setting."""
+    return [CONTRAST.fullmatch(c).groups() for c in params.get("compare", {}).get("family", [])]
+
+
+def _family(params: dict) -> None:
+    criteria, settings = params["prune"]["criteria"], params["prune"]["settings"]
+    seen = set()
+    for text in params["compare"]["family"]:
+        m = CONTRAST.fullmatch(text)
+        if not m:
+            raise ConfigError(f"compare.family: {short(text)} is not '<criterion> - <criterion> @ <setting>' "
+                              "(e.g. 'chip - random @ r2')")
+        a, b, setting = m.groups()
+        for c in (a, b):
+            if c not in criteria:
+                raise ConfigError(f"compare.family: {text!r} names {c!r}, not in prune.criteria ({', '.join(criteria)})")
+        if a == b:
+            raise ConfigError(f"compare.family: {text!r} compares {a!r} with itself")
+        if setting not in settings:
+            raise ConfigError(f"compare.family: {text!r} names the setting {setting!r}, not in prune.settings "
+                              f"({', '.join(settings)})")
+        if (frozenset((a, b)), setting) in seen:
+            raise ConfigError(f"compare.family: {text!r} is listed twice (A - B and B - A are one contrast)")
+        seen.add((frozenset((a, b)), setting))
+
+
 class Params(Section):
     """The default pipeline's params.yaml (and each paper experiment, resolved)."""
 
-    seed: Seed  # the baseline, the feature images, the scores
-    seeds: Seeds  # fine-tuning runs per network (same seed, same data order)
+    seed: Seed  # the data: digits' test split and data.train_subset's draw, the same for every baseline
+    baselines: Seeds  # independently trained baselines, the replicates every comparison pairs over
+    seeds: Seeds  # fine-tuning runs per network and baseline (same seed, same data order)
     device: _one_of(*DEVICES)
     engine: Engine
     paths: Paths
@@ -279,6 +318,8 @@ class Params(Section):
     # explicit null is refused as not a mapping.
     sweep: Sweep = None
     sensitivity: Sensitivity = None
+    compare: Compare = None  # the report's declared contrasts; paper/ has no comparison
+    ablation: Ablation = None  # criterion, widths and recovery apart; paper/ has no ablation
 
 
 class BaselineOnly(Params):
@@ -386,6 +427,14 @@ def validate(params: dict) -> dict:
     if "sensitivity" in params and params["sensitivity"]["criterion"] not in params["prune"]["criteria"]:
         raise ConfigError(f"sensitivity.criterion: {params['sensitivity']['criterion']!r} is not in prune.criteria "
                           f"({', '.join(params['prune']['criteria'])}): its scores are not computed")
+    if "compare" in params:
+        _family(params)
+    if "ablation" in params and params["ablation"]["setting"] not in settings:
+        raise ConfigError(f"ablation.setting: {params['ablation']['setting']!r} is not in prune.settings "
+                          f"({', '.join(settings)})")
+    if "sweep" in params and params["sweep"]["baseline"] not in params["baselines"]:
+        raise ConfigError(f"sweep.baseline: {params['sweep']['baseline']} is not in baselines "
+                          f"({', '.join(map(str, params['baselines']))})")
     for scheme in params.get("sweep", {}).get("schemes", []):
         if is_auto(settings.get(scheme)):
             raise ConfigError(f"sweep.schemes: {scheme!r} is an auto: setting; the sweep scales a setting's hand-set "
@@ -419,11 +468,11 @@ def _auto_setting(params: dict, name: str, spec: str, size: int) -> None:
 
 def setting_rates(params: dict, setting: str) -> list[float]:
     """A prune.settings entry's rates: its own, or for an auto: setting the ones the sensitivity
-    stage picked (results/sensitivity.json)."""
+    stage picked for this baseline (<metrics>/b<baseline>/sensitivity.json). params: resolved."""
     spec = params["prune"]["settings"][setting]
     if not is_auto(spec):
         return parse_sparsity(spec, f"prune.settings.{setting}")
-    path = Path(params["paths"]["results"]) / "sensitivity.json"
+    path = Path(params["paths"]["metrics"]) / "sensitivity.json"
     try:
         picked = json.loads(path.read_text())["auto"][setting]
     except (OSError, ValueError, KeyError):
@@ -445,6 +494,30 @@ def load_params(path: str | Path = "params.yaml", experiment: str | None = None)
     if experiment is not None:
         raise ConfigError(f"--experiment: {path} has no experiments: (the paper pipeline's params live in paper/)")
     return params
+
+
+def baseline_folder(baseline: int) -> str:
+    return f"b{baseline}"
+
+
+def resolve(params: dict, baseline: int, flat: bool = False) -> dict:
+    """The params one stage runs with, for one baseline: `seed` becomes the baseline's seed (its
+    training, feature images, scores, random draws and SNPFI game), `data_seed` keeps the data's
+    seed, `baseline` names it, and `paths` spell out its files: baseline, features, scores,
+    pruned, finetuned under <models>/b<baseline>/, metrics under <metrics>/b<baseline>/
+    (flat: straight under <models> and <metrics>, the paper pipeline's layout). Everything else
+    as given (validated)."""
+    if baseline not in params["baselines"]:
+        raise ConfigError(f"--baseline: {short(baseline)} is not in baselines ({', '.join(map(str, params['baselines']))})")
+    paths = params["paths"]
+    models = Path(paths["models"]) if flat else Path(paths["models"]) / baseline_folder(baseline)
+    metrics = Path(paths["metrics"]) if flat else Path(paths["metrics"]) / baseline_folder(baseline)
+    resolved = copy.deepcopy(params)
+    resolved.update(seed=baseline, data_seed=params["seed"], baseline=baseline)
+    resolved["paths"] = {"data": paths["data"], "baseline": str(models / "baseline.pt"), "features": str(models / "features.pt"),
+                         "scores": str(models / "scores"), "pruned": str(models / "pruned"),
+                         "finetuned": str(models / "finetuned"), "metrics": str(metrics), "results": paths["results"]}
+    return resolved
 
 
 def params_hash(params: dict) -> str:
@@ -475,6 +548,12 @@ def networks(params: dict) -> list[Network]:
     if "rows" in params:  # a paper experiment: its rows are its settings
         return [Network(f"{row}-{c}", c, row, settings[row]) for row, spec in params["rows"].items() for c in spec["criteria"]]
     return [Network(f"{c}-{s}", c, s, settings[s]) for c in params["prune"]["criteria"] for s in settings]
+
+
+def draw_seed(baseline: int, seed: int) -> int:
+    """The seed of random's channel draw for fine-tuning seed `seed` of baseline `baseline`: a
+    draw of its own per pair (baseline 0's is the seed itself), within numpy's 32-bit range."""
+    return (baseline * 1_000_003 + seed) % 2**32
 
 
 def seeds(params: dict) -> list[int]:
@@ -657,10 +736,9 @@ def experiment_params(paper: dict, name: str) -> dict:
     rows = {r: {**spec, "criteria": row_criteria(paper, r)} for r, spec in paper["rows"].items() if spec["experiment"] == name}
     used = list(dict.fromkeys(c for spec in rows.values() for c in spec["criteria"]))  # scored on this experiment
     params = {
-        "seed": paper["seed"], "seeds": list(paper["seeds"]), "device": paper["device"], "engine": paper["engine"], "tracking": paper["tracking"],
-        "paths": {"data": paper["paths"]["data"][exp["data"]["name"]], "baseline": str(out / "baseline.pt"),
-                  "features": str(out / "features.pt"), "scores": str(out / "scores"), "pruned": str(out / "pruned"),
-                  "finetuned": str(out / "finetuned"), "metrics": str(out / "metrics"),
+        "seed": paper["seed"], "baselines": [paper["seed"]], "seeds": list(paper["seeds"]), "device": paper["device"],
+        "engine": paper["engine"], "tracking": paper["tracking"],
+        "paths": {"data": paper["paths"]["data"][exp["data"]["name"]], "models": str(out), "metrics": str(out / "metrics"),
                   "results": paper["paths"]["results"]},
         "data": exp["data"], "model": exp["model"], "train": exp["train"],
         "features": copy.deepcopy(paper["features"]), "snpfi": copy.deepcopy(paper["snpfi"]),
@@ -687,6 +765,7 @@ def experiment_params(paper: dict, name: str) -> dict:
         validate(params)  # without sweep: and sensitivity: (paper/ has neither stage)
     else:
         _check(BaselineOnly, {k: v for k, v in params.items() if k not in ("prune", "seeds")})
+    params = resolve(params, paper["seed"], flat=True)  # one baseline, its files straight in runs/<name>/
     params.update(experiment=name, rows=rows, smoke=paper["smoke"])
     return params
 

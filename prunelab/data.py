@@ -50,6 +50,7 @@ class Splits:
     std: torch.Tensor  # (C,)
     num_classes: int
     augment: dict  # {"shift": pixels, "flip": bool}
+    source: Path | None = None  # the folder the files were read from; None: embedded (digits)
 
     @property
     def in_channels(self) -> int:
@@ -82,7 +83,7 @@ class FolderSplits:
     def __init__(self, root: str | Path, image_size: int = 224, resize: int = 256, num_workers: int | None = None):
         from torchvision import datasets, transforms as T
 
-        root = Path(root)
+        root = self.source = Path(root)
         for split in ("train", "val"):
             if not (root / split).is_dir():
                 raise DatasetNotFound(f"no ImageNet folder tree in {str(root)!r}: {split}/ is missing "
@@ -220,7 +221,7 @@ def load_cifar10(root: str | Path, download: bool = False, verify: bool = True) 
 
     (xtr, ytr), (xte, yte) = read(CIFAR10.train_list), read(CIFAR10.test_list)
     mean, std = _stats(xtr)
-    return Splits(xtr, ytr, xte, yte, mean, std, 10, {"shift": 4, "flip": True})
+    return Splits(xtr, ytr, xte, yte, mean, std, 10, {"shift": 4, "flip": True}, folder)
 
 
 def load_mnist(root: str | Path, download: bool = False) -> Splits:
@@ -235,10 +236,32 @@ def load_mnist(root: str | Path, download: bool = False) -> Splits:
                               ) from None
     xtr, xte = train.data[:, None].contiguous(), test.data[:, None].contiguous()  # (N, 1, 28, 28) uint8
     mean, std = _stats(xtr)
-    return Splits(xtr, train.targets.long(), xte, test.targets.long(), mean, std, 10, {"shift": 2, "flip": False})
+    return Splits(xtr, train.targets.long(), xte, test.targets.long(), mean, std, 10, {"shift": 2, "flip": False},
+                  Path(train.raw_folder))
 
 
 MAX_IDX_BYTES = 64 << 20  # unzipped; the largest (Fashion-)MNIST file, the training images, is 47 MB
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def gunzip_idx(raw: bytes, path: Path) -> bytes:
+    """raw unzipped when it is gzipped (its magic number), else raw; bounded by MAX_IDX_BYTES, since
+    a small file can unzip to gigabytes. path: named in errors only."""
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    unzip = zlib.decompressobj(wbits=31)  # 31: a gzip container
+    try:
+        data = unzip.decompress(raw, MAX_IDX_BYTES + 1)
+    except zlib.error as e:
+        raise DatasetError(f"{path}: not a readable gzip file ({e})") from None
+    if len(data) > MAX_IDX_BYTES:
+        raise DatasetError(f"{path}: unzips to more than {MAX_IDX_BYTES >> 20} MB; no (Fashion-)MNIST file does")
+    if not unzip.eof:
+        raise DatasetError(f"{path}: truncated gzip file")
+    return data
 
 
 def read_idx(raw: bytes, path: Path) -> np.ndarray:
@@ -248,16 +271,7 @@ def read_idx(raw: bytes, path: Path) -> np.ndarray:
     number of dimensions d, then d big-endian uint32 sizes, then the values in row-major order.
     path: named in errors only.
     """
-    if raw[:2] == b"\x1f\x8b":  # gzip's magic number
-        unzip = zlib.decompressobj(wbits=31)  # 31: a gzip container
-        try:
-            raw = unzip.decompress(raw, MAX_IDX_BYTES + 1)  # bounded: a small file can unzip to gigabytes
-        except zlib.error as e:
-            raise DatasetError(f"{path}: not a readable gzip file ({e})") from None
-        if len(raw) > MAX_IDX_BYTES:
-            raise DatasetError(f"{path}: unzips to more than {MAX_IDX_BYTES >> 20} MB; no (Fashion-)MNIST file does")
-        if not unzip.eof:
-            raise DatasetError(f"{path}: truncated gzip file")
+    raw = gunzip_idx(raw, path)
     if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
         raise DatasetError(f"{path}: not an idx file of unsigned bytes "
                            f"(it starts with {raw[:4].hex()}, expected 000008..)")
@@ -273,7 +287,17 @@ def read_idx(raw: bytes, path: Path) -> np.ndarray:
 
 FASHION_FOLDER = Path("FashionMNIST") / "raw"  # under paths.data: where torchvision downloads to
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")  # dpkg -L dataset-fashion-mnist
-DEBIAN_FASHION_MD5SUMS = Path("/var/lib/dpkg/info/dataset-fashion-mnist.md5sums")  # dpkg's record of them
+# md5 of each file's idx bytes once unzipped. Debian re-compressed the release's .gz files (the
+# same deflate data in a gzip header without the file name and with another time stamp), so their
+# own md5s are not the release's, but their unzipped bytes are the release's; so are the unzipped
+# copies torchvision leaves beside the .gz files. Computed from dataset-fashion-mnist 0.0~git20200523
+# (whose .gz files match dpkg's recorded md5s); tests/test_fashion.py checks them against it.
+FASHION_UNZIPPED_MD5 = {
+    "train-images-idx3-ubyte.gz": "f4a8712d7a061bf5bd6d2ca38dc4d50a",  # 47,040,016 bytes: 60,000 x 28 x 28
+    "train-labels-idx1-ubyte.gz": "9018921c3c673c538a1fc5bad174d6f9",  # 60,008 bytes
+    "t10k-images-idx3-ubyte.gz": "8181f5470baa50b63fa0f6fddb340f0a",  # 7,840,016 bytes: 10,000 x 28 x 28
+    "t10k-labels-idx1-ubyte.gz": "15d484375f8d13e6eb1aabb0c3f46965",  # 10,008 bytes
+}
 
 
 def _fashion_release() -> dict[str, str]:
@@ -283,70 +307,79 @@ def _fashion_release() -> dict[str, str]:
     return dict(FashionMNIST.resources)
 
 
-def _debian_md5s(names) -> dict[str, str]:
-    """{file name: md5} of `names` as dpkg recorded them when it installed dataset-fashion-mnist.
+def _fashion_file(folder: Path, name: str) -> Path | None:
+    """folder/name, else its unzipped copy folder/name-without-.gz (torchvision keeps both), else None."""
+    for path in (folder / name, folder / name.removesuffix(".gz")):
+        if path.is_file():
+            return path
+    return None
 
-    Debian re-compressed the release's .gz files (same deflate data, a gzip header without the
-    file name and with another time stamp), so their md5s are not torchvision's.
+
+def _fashion_folder(root: Path, names: list[str], download: bool) -> Path:
+    """The folder the four files are read from: root/FashionMNIST/raw/, else Debian's package
+    folder, else root/FashionMNIST/raw/ after torchvision downloads them there (`download`).
+
+    Files that are almost where they belong are refused, not skipped in favour of Debian's copy:
+    a user who put some of the files in raw/, or all of them straight in paths.data, meant them.
     """
-    if not DEBIAN_FASHION_MD5SUMS.is_file():
-        raise DatasetError(f"{DEBIAN_FASHION_MD5SUMS}: missing, so {DEBIAN_FASHION_DIR}'s files cannot be checked; "
-                           "reinstall the package: apt-get install --reinstall dataset-fashion-mnist")
-    md5s = {}
-    for line in DEBIAN_FASHION_MD5SUMS.read_text().splitlines():  # "<md5>  usr/share/datasets/fashion-mnist/<name>"
-        md5, _, path = line.partition("  ")
-        if Path(path).name in names:
-            md5s[Path(path).name] = md5
-    missing = [n for n in names if n not in md5s]
-    if missing:
-        raise DatasetError(f"{DEBIAN_FASHION_MD5SUMS}: records no md5 for {missing[0]}; "
-                           "reinstall the package: apt-get install --reinstall dataset-fashion-mnist")
-    return md5s
-
-
-def load_fashion_mnist(root: str | Path, download: bool = False, verify: bool = True) -> Splits:
-    """Zalando's Fashion-MNIST (60,000 train + 10,000 test 28x28 grey images, 10 classes) from its
-    four gzipped idx files: train-{images-idx3,labels-idx1}-ubyte.gz, t10k-... likewise.
-
-    Looked up in root/FashionMNIST/raw/, then in Debian's package folder (DEBIAN_FASHION_DIR,
-    when dataset-fashion-mnist is installed), else downloaded there by torchvision when
-    `download`. verify: check each file's md5 (the release's as torchvision lists them; in
-    Debian's folder, dpkg's record); the smoke mode's synthetic files are other bytes.
-    Augmentation: as MNIST's, random shifts of up to 2 px.
-    """
-    from torchvision.datasets import FashionMNIST
-
-    release = _fashion_release()
-    raw = Path(root) / FASHION_FOLDER
-
-    def has_all(folder: Path) -> bool:
-        return all((folder / name).is_file() for name in release)
-
-    if not has_all(raw) and not has_all(DEBIAN_FASHION_DIR) and download:
-        try:  # fetches all four files (checked against the same md5s) into raw, then reads the test split
-            FashionMNIST(str(root), train=False, download=True)
-        except (RuntimeError, OSError) as e:
-            raise DatasetNotFound(f"Fashion-MNIST download into {raw} failed ({str(e).splitlines()[0]}); "
-                                  "put the files there or run `make fashion-data`") from None
-    if has_all(raw):
-        folder, md5s = raw, release
-        fix = "its md5 is not the Fashion-MNIST release's (torchvision's list); delete it and provide the file again"
-    elif has_all(DEBIAN_FASHION_DIR):
-        folder, md5s = DEBIAN_FASHION_DIR, _debian_md5s(release) if verify else {}
-        fix = ("its md5 is not the one dpkg recorded for dataset-fashion-mnist; "
-               "apt-get install --reinstall dataset-fashion-mnist")
-    else:
+    raw = root / FASHION_FOLDER
+    present = [n for n in names if _fashion_file(raw, n)]
+    if present and len(present) < len(names):
+        missing = [n for n in names if n not in present]
+        raise DatasetNotFound(f"{raw} holds {len(present)} of Fashion-MNIST's 4 files; missing: {', '.join(missing)}")
+    if not present:
+        stray = [n for n in names if _fashion_file(root, n)]
+        if stray:
+            raise DatasetNotFound(f"{root} holds {stray[0]}, but Fashion-MNIST is read from {raw}/ "
+                                  f"(torchvision's layout): move its files there")
+    if present or _all_present(DEBIAN_FASHION_DIR, names):
+        return raw if present else DEBIAN_FASHION_DIR
+    if not download:
         raise DatasetNotFound(f"no Fashion-MNIST found: put its four .gz idx files in {raw}/, "
                               f"or run `make fashion-data` (apt-get install dataset-fashion-mnist, "
                               f"read from {DEBIAN_FASHION_DIR}/), "
                               "or set data.download: true")
+    from torchvision.datasets import FashionMNIST
+
+    try:  # fetches all four files (checked against the release's md5s) into raw, then reads the test split
+        FashionMNIST(str(root), train=False, download=True)
+    except (RuntimeError, OSError) as e:
+        raise DatasetNotFound(f"Fashion-MNIST download into {raw} failed ({str(e).splitlines()[0]}); "
+                              "put the files there or run `make fashion-data`") from None
+    return raw
+
+
+def _all_present(folder: Path, names: list[str]) -> bool:
+    return all(_fashion_file(folder, n) for n in names)
+
+
+def load_fashion_mnist(root: str | Path, download: bool = False, verify: bool = True) -> Splits:
+    """Zalando's Fashion-MNIST (60,000 train + 10,000 test 28x28 grey images, 10 classes) from its
+    four gzipped idx files: train-{images-idx3,labels-idx1}-ubyte.gz, t10k-... likewise (or their
+    unzipped copies, the names without .gz).
+
+    Looked up as _fashion_folder says; Splits.source names the folder read. verify: a file
+    passes when its md5 is the release's (torchvision's list) or when its unzipped bytes' md5 is
+    the release's unzipped bytes' (FASHION_UNZIPPED_MD5: Debian's re-compressed copies, and
+    torchvision's unzipped ones); the smoke mode's synthetic files are other bytes.
+    Augmentation: as MNIST's, random shifts of up to 2 px.
+    """
+    release = _fashion_release()
+    folder = _fashion_folder(Path(root), list(release), download)
+
+    def unzips_to_release(raw: bytes, path: Path, name: str) -> bool:
+        try:
+            return md5(gunzip_idx(raw, path)) == FASHION_UNZIPPED_MD5[name]
+        except DatasetError:  # not even a gzip file: corrupted, as far as this file can tell
+            return False
 
     def read(name: str, ndim: int) -> np.ndarray:
-        path = folder / name
-        data = path.read_bytes()
-        if verify and hashlib.md5(data, usedforsecurity=False).hexdigest() != md5s[name]:
-            raise DatasetError(f"{path}: corrupted ({fix})")
-        array = read_idx(data, path)
+        path = _fashion_file(folder, name)
+        raw = path.read_bytes()
+        if verify and md5(raw) != release[name] and not unzips_to_release(raw, path, name):
+            raise DatasetError(f"{path}: corrupted (neither it nor its unzipped bytes have the Fashion-MNIST "
+                               "release's md5); delete it and provide the file again")
+        array = read_idx(raw, path)
         if array.ndim != ndim or (ndim == 3 and array.shape[1:] != (28, 28)):
             raise DatasetError(f"{path}: holds an array of shape {array.shape}, expected "
                                f"{'(N, 28, 28) images' if ndim == 3 else '(N,) labels'}")
@@ -363,7 +396,7 @@ def load_fashion_mnist(root: str | Path, download: bool = False, verify: bool = 
 
     (xtr, ytr), (xte, yte) = split("train"), split("t10k")
     mean, std = _stats(xtr)
-    return Splits(xtr, ytr, xte, yte, mean, std, NUM_CLASSES["fashion_mnist"], {"shift": 2, "flip": False})
+    return Splits(xtr, ytr, xte, yte, mean, std, NUM_CLASSES["fashion_mnist"], {"shift": 2, "flip": False}, folder)
 
 
 def balanced_subset(labels: torch.Tensor, size: int, num_classes: int, seed: int) -> torch.Tensor:

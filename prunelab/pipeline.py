@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from prunelab import checkpoint, config, distributed, models, numerics, significance, synthetic, tracking
+from prunelab import checkpoint, config, correctness, distributed, models, numerics, synthetic, tracking
 from prunelab.checkpoint import atomic_write
 from prunelab.data import DatasetNotFound, FolderSplits, Loader, Splits, balanced_subset, load_dataset
 from prunelab.engine import Recipe, resolve_device
@@ -45,12 +45,15 @@ def load_data(params: dict) -> Splits | FolderSplits:
     d = params["data"]
     if params.get("smoke"):  # the paper pipeline's smoke mode: synthetic files in the real format
         # checked against the md5s recorded when they were written, before the loader unpickles them
-        synthetic.verify(synthetic.write_dataset(d["name"], params["paths"]["data"], params["seed"]))
+        synthetic.verify(synthetic.write_dataset(d["name"], params["paths"]["data"], params["data_seed"]))
     try:
-        return load_dataset(d["name"], params["paths"]["data"], d["download"], params["seed"], d["image_size"],
-                            d["test_fraction"], verify=not params.get("smoke"), train_subset=d["train_subset"])
+        splits = load_dataset(d["name"], params["paths"]["data"], d["download"], params["data_seed"], d["image_size"],
+                              d["test_fraction"], verify=not params.get("smoke"), train_subset=d["train_subset"])
     except DatasetNotFound as e:
         raise config.ConfigError(f"paths.data: {e}") from None
+    if splits.source is not None:  # which copy: paths.data's, or a system-wide one (Debian's Fashion-MNIST)
+        print(f"{d['name']}: read from {splits.source}")
+    return splits
 
 
 def pretrained_weights(params: dict, splits: Splits | FolderSplits) -> str | None:
@@ -149,13 +152,17 @@ def dataset_digest(splits: Splits | FolderSplits) -> str:
 @contextmanager
 def stage_run(params: dict, stage: str, sections: dict, item: str | None = None, tags: dict | None = None,
               run_id: str | None = None, data: Splits | FolderSplits | None = None):
-    """The MLflow run of one stage execution, named as DVC names the stage: 'prune@chip-r1', or
+    """The MLflow run of one stage execution, named as DVC names the stage: 'finetune@0-chip-r1' (baseline 0), or
     'train_baseline@resnet110' for a per-model stage of the paper pipeline. `data`, when the
     stage read a data set, is logged as the run's input (name and digest)."""
-    item = item or params.get("experiment")
+    if "experiment" in params:  # the paper's: the experiment names a per-model stage
+        item = item or params["experiment"]
+    elif "baseline" in params:  # the default pipeline's: the baseline comes first (train_baseline@0, finetune@0-chip-r2)
+        item = f"{params['baseline']}-{item}" if item else str(params["baseline"])
     run_name = f"{stage}@{item}" if item else stage
     all_tags = {"stage": stage, "model": params["model"]["arch"], "params_hash": config.params_hash(params),
                 **({"item": item} if item else {}), **({"experiment": params["experiment"]} if "experiment" in params else {}),
+                **({"baseline": str(params["baseline"])} if "baseline" in params else {}),
                 **({"smoke": "true"} if params.get("smoke") else {}), **numerics_tags(params), **(tags or {})}
     t = params["tracking"]
     with tracking.stage_run(run_name, t["uri"], t["experiment"], sections, all_tags, run_id) as run:
@@ -181,7 +188,7 @@ def dataset_input(params: dict, splits: Splits | FolderSplits) -> tuple[str, str
     """(name, digest, source folder or None for embedded data) of a stage's data set, for MLflow."""
     d = params["data"]
     return (f"{d['name']}-{splits.image_size}px", dataset_digest(splits),
-            None if d["name"] == "digits" else params["paths"]["data"])
+            None if splits.source is None else str(splits.source))
 
 
 def restored_runs(params: dict, name: str, lock: dict[str, dict], dataset) -> list[tuple]:
@@ -197,6 +204,8 @@ def restored_runs(params: dict, name: str, lock: dict[str, dict], dataset) -> li
     records, report, sweep and sensitivity their tables and plots.
     """
     stage, _, item = name.partition("@")
+    # the network's name: the item, less the baseline in front of it in the default pipeline (0-chip-r2)
+    net_name = item.partition("-")[2] if "baseline" in params and "experiment" not in params else item
     read = {k: v for values in lock[name].get("params", {}).values() for k, v in values.items()}
     if stage == "evaluate":  # and the params of the stages that made its network (one params.yaml: no clash)
         for upstream in ("prune", "finetune"):
@@ -206,18 +215,20 @@ def restored_runs(params: dict, name: str, lock: dict[str, dict], dataset) -> li
     # the CPU numerics its outputs were computed under: the params' mode (a changed mode re-runs
     # every stage), as this process, which verified it, records it (the same everywhere under portable)
     tags = {"stage": stage, **({"item": item} if item else {}),
+            **({"baseline": str(params["baseline"])} if "baseline" in params else {}),
             **{k: str(v) for k, v in tracking.flatten({"numerics": numerics_record(params)}).items()}}
-    if item in nets:
-        tags.update(criterion=nets[item].criterion, setting=nets[item].setting, sparsity=nets[item].sparsity)
+    if net_name in nets:
+        net = nets[net_name]
+        tags.update(criterion=net.criterion, setting=net.setting, sparsity=net.sparsity)
     files = []
     for out in lock[name].get("outs", []):
         path = Path(out["path"])
         files += sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
     data = dataset() if any(k.rsplit(".", 1)[-1] == "data" for k in read) else None
-    if stage == "finetune" and item in nets:  # a run per seed: its checkpoint and its curve
-        metrics_dir = Path(params["paths"]["metrics"]) / "finetune"
+    if stage == "finetune" and net_name in nets:  # a run per seed: its checkpoint and its curve
+        metrics_dir, net = Path(params["paths"]["metrics"]) / "finetune", nets[net_name]
         return [(*_restored(params, stage, read, {**tags, "seed": str(seed)}, [
-            config.finetuned_file(params, nets[item], seed), config.finetuned_file(params, nets[item], seed, metrics_dir, ".csv")]),
+            config.finetuned_file(params, net, seed), config.finetuned_file(params, net, seed, metrics_dir, ".csv")]),
             data) for seed in config.seeds(params)]
     return [(*_restored(params, stage, read, tags, files), data)]
 
@@ -231,15 +242,21 @@ def _restored(params: dict, stage: str, read: dict, tags: dict, files: list[Path
             values = tracking.flatten(json.loads(f.read_text()))
             metrics.append((None, {k: float(v) for k, v in values.items()
                                    if isinstance(v, (int, float)) and not isinstance(v, bool)}))
-            tags.update({k: v for k, v in values.items() if isinstance(v, str) and k not in significance.PER_IMAGE_FIELDS})
-            if any(k in values for k in significance.PER_IMAGE_FIELDS):  # prune's and evaluate's record itself,
+            tags.update({k: v for k, v in values.items() if isinstance(v, str) and k not in correctness.PER_IMAGE_FIELDS})
+            if any(k in values for k in correctness.PER_IMAGE_FIELDS):  # prune's and evaluate's record itself,
                 artifacts.append(f)  # per-image results included, as the stage logs it (not its latency file)
-        elif f.suffix == ".csv" and curves is not None and curves in f.parents:  # (epoch, metrics) rows
+        elif f.suffix == ".csv" and curves is not None and curves in f.parents and _is_curve(f):  # (epoch, metrics) rows
             with f.open() as fh:
                 metrics += [(int(row.pop("epoch")), {k: float(v) for k, v in row.items()}) for row in csv.DictReader(fh)]
-        elif stage in ("prune", "finetune", "report", "sweep", "sensitivity"):  # checkpoints (data only), tables and plots
+        elif stage in ("prune", "finetune", "report", "sweep", "sensitivity", "ablation"):  # checkpoints (data only), tables and plots
             artifacts.append(f)
     return read, metrics, tags, artifacts
+
+
+def _is_curve(path: Path) -> bool:
+    """A per-epoch curve (its first column is `epoch`), not a table such as sensitivity.csv."""
+    with path.open() as f:
+        return f.readline().split(",", 1)[0].strip() == "epoch"
 
 
 def code_fingerprint(stage: str, dvc_yaml: str | Path = "dvc.yaml") -> dict[str, str]:
@@ -400,18 +417,37 @@ def no_arguments(description: str) -> None:
     argparse.ArgumentParser(description=description).parse_args()
 
 
-def experiment_stage(description: str, criterion: bool = False) -> tuple[dict, str | None]:
-    """Params of a per-model stage (train_baseline, extract_features, score) and its --criterion.
+def _baseline_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--baseline", type=int, help="default pipeline: one of `baselines` in params.yaml, "
+                        "whose files the stage reads and writes")
 
-    The default pipeline takes params.yaml as it is; the paper pipeline names its experiment
-    with --experiment.
+
+def _resolved(params: dict, baseline: int | None) -> dict:
+    """The default pipeline's params for --baseline (config.resolve; optional where `baselines` lists
+    one); a paper experiment's are resolved already."""
+    if "experiment" in params:
+        return params
+    if baseline is None and len(params["baselines"]) == 1:  # the one there is
+        baseline = params["baselines"][0]
+    if baseline is None:
+        raise config.ConfigError(f"--baseline: required, one of baselines ({', '.join(map(str, params['baselines']))})")
+    return config.resolve(params, baseline)
+
+
+def experiment_stage(description: str, criterion: bool = False) -> tuple[dict, str | None]:
+    """Params of a per-baseline stage (train_baseline, extract_features, score, sensitivity) and
+    its --criterion, resolved for its baseline (config.resolve).
+
+    The default pipeline names the baseline with --baseline; the paper pipeline names its
+    experiment with --experiment (one baseline each).
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--experiment", help="paper pipeline: an entry of experiments: in params.yaml")
+    _baseline_argument(parser)
     if criterion:
         parser.add_argument("--criterion", required=True)
     args = parser.parse_args()
-    params = config.load_params("params.yaml", args.experiment)
+    params = _resolved(config.load_params("params.yaml", args.experiment), args.baseline)
     if criterion and args.criterion not in params["prune"]["criteria"]:
         raise config.ConfigError(f"--criterion: {args.criterion!r} is not in prune.criteria {params['prune']['criteria']}")
     tracking.check_store(params["tracking"]["uri"])  # before any data or model loads
@@ -422,6 +458,7 @@ def network_stage(description: str) -> tuple[dict, config.Network]:
     """Params of a per-network stage (prune, finetune, evaluate) and its network: --criterion C
     --setting S in the default pipeline, --network <row>-<criterion> in the paper pipeline."""
     parser = argparse.ArgumentParser(description=description)
+    _baseline_argument(parser)
     parser.add_argument("--criterion")
     parser.add_argument("--setting")
     parser.add_argument("--network", help="paper pipeline: <row>-<criterion>, a row of params.yaml and one of its criteria")
@@ -435,7 +472,7 @@ def network_stage(description: str) -> tuple[dict, config.Network]:
         params = config.experiment_params(paper, networks[args.network]["experiment"])
         tracking.check_store(params["tracking"]["uri"])  # before any data or model loads
         return params, next(n for n in config.networks(params) if n.name == args.network)
-    params = config.load_params("params.yaml")
+    params = _resolved(config.load_params("params.yaml"), args.baseline)
     if args.criterion not in params["prune"]["criteria"]:
         raise config.ConfigError(f"--criterion: {args.criterion!r} is not in prune.criteria {params['prune']['criteria']}")
     if args.setting not in params["prune"]["settings"]:

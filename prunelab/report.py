@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from prunelab import significance
+from prunelab import correctness, significance
 from prunelab.counting import reduction
 from prunelab.checkpoint import atomic_write
 from prunelab.errors import PrunelabError
@@ -25,7 +25,7 @@ from prunelab.errors import PrunelabError
 STR_FIELDS = ("model", "criterion", "setting", "sparsity", "input_shape", "seeds", "top1_per_seed")
 FLOAT_FIELDS = ("baseline_top1", "top1_before_finetune", "top1", "top1_std", "top1_best")
 INT_FIELDS = ("params", "macs", "flops_paper", "baseline_params", "baseline_macs", "baseline_flops_paper")
-PER_IMAGE_FIELDS = significance.PER_IMAGE_FIELDS
+PER_IMAGE_FIELDS = correctness.PER_IMAGE_FIELDS
 COUNTS = (("params", "Params"), ("macs", "MACs"), ("flops_paper", "FLOPs (paper)"))
 METHOD_NAMES = {"chip": "CHIP", "hrank": "HRank", "l1": "L1", "random": "Random", "snpfi": "SNPFI", "baseline": "Baseline"}
 MODEL_NAMES = {**{f"resnet{d}": f"ResNet-{d}" for d in (20, 32, 44, 56, 110)}, "vgg16": "VGG-16", "resnet50": "ResNet-50",
@@ -44,6 +44,7 @@ def normalize(record: dict) -> dict:
     if missing:
         raise PrunelabError(f"result record lacks {', '.join(missing)}")
     out = {k: str(record[k]) for k in STR_FIELDS}
+    out["baseline"] = str(record.get("baseline", ""))  # which baseline it was pruned from ("": the paper's one)
     out.update({k: float(record[k]) for k in FLOAT_FIELDS})
     out.update({k: int(round(float(record[k]))) for k in INT_FIELDS})
     if "top1_before_finetune_per_seed" in record:  # several seeds: each seed's pruned network
@@ -77,7 +78,8 @@ def _speedup_cell(r, cols: list[str]) -> str:
 def latency_frame(records: list[dict]) -> pd.DataFrame:
     """One row per pruned network: its name and what the evaluate stage measured, from its
     latency file or its MLflow run (latency_<device>_b<batch>_{baseline,pruned}_ms and
-    speedup_<device>_b<batch>; NaN where not measured) and the CPU it was measured on."""
+    speedup_<device>_b<batch>; NaN where not measured) and the CPU it was measured on; a network
+    pruned from several baselines gets the mean of their measurements."""
     rows = []
     for rec in records:
         machine = rec.get("machine") if isinstance(rec.get("machine"), dict) else {}  # a file's; a run's: tags
@@ -85,7 +87,12 @@ def latency_frame(records: list[dict]) -> pd.DataFrame:
         row.update({k: float(v) for k, v in sorted(rec.items()) if SPEEDUP.fullmatch(k) or LATENCY.fullmatch(k)})
         row["cpu"] = str(machine.get("cpu_model", rec.get("machine.cpu_model", "")))
         rows.append(row)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    if df.duplicated(["model", "criterion", "setting"]).any():  # several baselines: their mean per network
+        keys = ["model", "criterion", "setting", "sparsity"]
+        df = df.groupby(keys, sort=False, as_index=False).agg(
+            {**{c: "mean" for c in df.columns if c not in (*keys, "cpu")}, "cpu": lambda cpus: ", ".join(sorted(set(cpus)))})
+    return df
 
 
 def latency_markdown(df: pd.DataFrame, title: str) -> str:
@@ -126,19 +133,62 @@ def latency_texts(records: list[dict], title: str) -> dict[str, str]:
 
 
 def frame(records: list[dict]) -> pd.DataFrame:
-    """One row per pruned network, machine-readable columns, in the given order."""
-    rows = []
+    """One row per pruned network, machine-readable columns, in the order the networks first
+    appear. A network pruned from several baselines (one record each) gets one row over them:
+    its top-1 and counts are the baselines' means, pruned_top1_std their sample standard
+    deviation, pruned_top1_per_baseline and top1_before_finetune_per_baseline each baseline's
+    value (its mean over fine-tuning seeds and draws first); per-image results, which hold one
+    baseline's networks, are left out."""
+    per_network: dict[tuple, list[dict]] = {}
     for r in map(normalize, records):
-        row = {k: r[k] for k in ("model", "criterion", "setting", "sparsity", "input_shape")}
-        row.update(baseline_top1=r["baseline_top1"], top1_before_finetune=r["top1_before_finetune"],
-                   pruned_top1=r["top1"], delta_top1=r["top1"] - r["baseline_top1"], pruned_top1_std=r["top1_std"],
-                   pruned_top1_best=r["top1_best"], seeds=r["seeds"], pruned_top1_per_seed=r["top1_per_seed"])
-        for key, _ in COUNTS:
-            row.update({key: r[key], f"baseline_{key}": r[f"baseline_{key}"],
-                        f"{key}_reduction_pct": reduction(r[f"baseline_{key}"], r[key])})
-        row.update({k: r[k] for k in (*PER_IMAGE_FIELDS, "test_images", "top1_before_finetune_per_seed") if k in r})
-        rows.append(row)
+        per_network.setdefault((r["model"], r["criterion"], r["setting"]), []).append(r)
+    rows = [_network_row(rs[0]) if len(rs) == 1 else _over_baselines([_network_row(r) for r in rs])
+            for rs in per_network.values()]
     return pd.DataFrame(rows)
+
+
+def _network_row(r: dict) -> dict:
+    """The frame's row of one record: one network pruned from one baseline."""
+    row = {k: r[k] for k in ("model", "criterion", "setting", "sparsity", "input_shape")}
+    row.update(baselines=r["baseline"], baseline_top1=r["baseline_top1"], top1_before_finetune=r["top1_before_finetune"],
+               pruned_top1=r["top1"], delta_top1=r["top1"] - r["baseline_top1"], pruned_top1_std=r["top1_std"],
+               pruned_top1_best=r["top1_best"], seeds=r["seeds"], pruned_top1_per_seed=r["top1_per_seed"])
+    for key, _ in COUNTS:
+        row.update({key: r[key], f"baseline_{key}": r[f"baseline_{key}"],
+                    f"{key}_reduction_pct": reduction(r[f"baseline_{key}"], r[key])})
+    row.update({k: r[k] for k in (*PER_IMAGE_FIELDS, "test_images", "top1_before_finetune_per_seed") if k in r})
+    return row
+
+
+def _over_baselines(rows: list[dict]) -> dict:
+    """One network's rows, one per baseline, as one row: means over the baselines, and the spread."""
+    first, mean = rows[0], lambda key: statistics.fmean(r[key] for r in rows)
+    if len({r["seeds"] for r in rows}) > 1:
+        raise PrunelabError(f"{first['criterion']}-{first['setting']}: its baselines were fine-tuned with different seeds")
+    tops = [r["pruned_top1"] for r in rows]  # (B,) each the mean over its fine-tuning seeds
+    befores = [statistics.fmean(_before_values(r)) for r in rows]  # (B,) random: the mean over its draws
+    row = {k: first[k] for k in ("model", "criterion", "setting", "sparsity", "input_shape", "seeds")}
+    row.update(baselines=" ".join(r["baselines"] for r in rows), baseline_top1=mean("baseline_top1"),
+               top1_before_finetune=statistics.fmean(befores), pruned_top1=statistics.fmean(tops),
+               delta_top1=statistics.fmean(tops) - mean("baseline_top1"), pruned_top1_std=statistics.stdev(tops),
+               pruned_top1_best=mean("pruned_top1_best"),
+               pruned_top1_per_baseline=" ".join(f"{t:.4f}" for t in tops),
+               top1_before_finetune_per_baseline=" ".join(f"{t:.4f}" for t in befores))
+    for key, _ in COUNTS:  # SNPFI's widths, and so its counts, differ between baselines
+        row.update({key: int(round(mean(key))), f"baseline_{key}": int(round(mean(f"baseline_{key}"))),
+                    f"{key}_reduction_pct": mean(f"{key}_reduction_pct")})
+    return row
+
+
+def _before_values(r: dict) -> list[float]:
+    """Top-1 before fine-tuning of each seed's pruned network of a one-baseline row."""
+    per_seed = r.get("top1_before_finetune_per_seed")
+    return [float(t) for t in per_seed.split()] if isinstance(per_seed, str) else [r["top1_before_finetune"]]
+
+
+def _baselines(r) -> int:
+    """How many baselines a frame row holds."""
+    return len(str(r.baselines).split())
 
 
 def _millions(n: int) -> str:
@@ -146,14 +196,20 @@ def _millions(n: int) -> str:
 
 
 def _top1(r, pm: str = "±") -> str:
-    """Pruned top-1: the mean, with the spread and count when several seeds were run."""
+    """Pruned top-1: the mean, with the spread and count over baselines, or over seeds when one
+    baseline was run with several."""
+    if _baselines(r) > 1:
+        return f"{r.pruned_top1:.2f} {pm} {r.pruned_top1_std:.2f} ({_baselines(r)} baselines)"
     n = len(r.seeds.split())
     return f"{r.pruned_top1:.2f}" if n == 1 else f"{r.pruned_top1:.2f} {pm} {r.pruned_top1_std:.2f} ({n} seeds)"
 
 
 def _before(r) -> str:
-    """Top-1 before fine-tuning: the mean, with the spread and count where the seeds pruned
-    different networks (random's draws)."""
+    """Top-1 before fine-tuning: the mean, with the spread and count over baselines, or where the
+    seeds of one baseline pruned different networks (random's draws)."""
+    if _baselines(r) > 1:
+        per_baseline = [float(t) for t in r.top1_before_finetune_per_baseline.split()]
+        return f"{r.top1_before_finetune:.2f} ± {statistics.stdev(per_baseline):.2f} ({len(per_baseline)} baselines)"
     if not _drawn_per_seed(r):
         return f"{r.top1_before_finetune:.2f}"
     per_seed = _before_per_seed(r)
@@ -164,9 +220,17 @@ LATENCY_NOTE = ("Speed-up: the baseline's median inference latency over the prun
                 "evaluate stage (eval mode, warm-up excluded, the two networks' passes interleaved). A "
                 "measurement: it varies between runs and machines, and it is the only tracked result that does "
                 "(every other table is the same bytes on any x86-64 CPU with AVX2).")
-SEEDS_NOTE = ("Where several seeds were run, pruned top-1 is their mean ± sample standard deviation "
-              "(each seed fine-tunes the same pruned network, except random's: each seed draws its own "
-              "channels); the paper reports the best run and its best epoch.")
+SEEDS_NOTE = ("Where several baselines were trained, pruned top-1 is the mean over them ± their sample standard "
+              "deviation (each baseline's own top-1 first averaged over its fine-tuning seeds); where one baseline "
+              "was fine-tuned with several seeds, the mean over the seeds ± theirs (each seed fine-tunes the same "
+              "pruned network, except random's: each seed draws its own channels); the paper reports the best "
+              "run and its best epoch.")
+
+
+SNPFI_NOTE = ("SNPFI's row is three things at once: its ranking (Shapley values), its own widths for the "
+              "setting's MACs, and recovery without training before fine-tuning (a least-squares refit of every "
+              "consumer, then BatchNorm statistics re-estimated); the other rows prune at the setting's rates and "
+              "recover only by fine-tuning. ablation.md takes the three apart.")
 
 
 def _display_rows(df: pd.DataFrame, pct: str, pm: str = "±") -> list[list[str]]:
@@ -185,7 +249,8 @@ HEADER = ["Model", "Method", "Sparsity", "Baseline top-1 (%)", "Pruned top-1 (%)
 
 
 def _several_seeds(df: pd.DataFrame) -> bool:
-    return any(len(seeds.split()) > 1 for seeds in df["seeds"])
+    """Whether a row's top-1 is a mean over several runs (baselines, or seeds of one baseline)."""
+    return any(len(seeds.split()) > 1 or len(str(b).split()) > 1 for seeds, b in zip(df["seeds"], df["baselines"]))
 
 
 def markdown(df: pd.DataFrame, title: str) -> str:
@@ -193,7 +258,8 @@ def markdown(df: pd.DataFrame, title: str) -> str:
     lines = [f"# {title}", "",
              f"Input {shapes}. MACs: conv + linear multiply-accumulates. FLOPs (paper): CHIP's thop convention "
              "(MACs + conv bias + 2 per BatchNorm element + average pool). Top-1 of the final epoch."
-             + (f" {SEEDS_NOTE}" if _several_seeds(df) else "") + " Inference latency: latency.md.", "",
+             + (f" {SEEDS_NOTE}" if _several_seeds(df) else "")
+             + (f" {SNPFI_NOTE}" if "snpfi" in set(df["criterion"]) else "") + " Inference latency: latency.md.", "",
              "| " + " | ".join(HEADER) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(HEADER) - 3)) + "|"]
     for cells in _display_rows(df, "%"):
         cells[2] = f"`{cells[2]}`"
@@ -246,10 +312,17 @@ def difference(a, b, before: bool = False) -> significance.Difference | None:
     """Top-1 of network a minus b (frame rows), with its 95% interval, or None when there is
     nothing to pair.
 
-    After fine-tuning: paired by seed when both have several (the same seeds), else by test
+    Several baselines: paired by baseline (each side's per-baseline top-1, before or after
+    fine-tuning), the same baselines on both sides. One baseline: after fine-tuning: paired by seed when both have several (the same seeds), else by test
     image when both carry per-image correctness. Before fine-tuning: paired by seed when either
     side pruned a different network per seed (random's draws: the interval then holds the draw),
     else by test image (each side is one network)."""
+    if _baselines(a) > 1 or _baselines(b) > 1:  # the replicates: baselines, paired by baseline
+        if a.baselines != b.baselines:
+            return None
+        per = "top1_before_finetune_per_baseline" if before else "pruned_top1_per_baseline"
+        return significance.over_replicates([float(t) for t in getattr(a, per).split()],
+                                            [float(t) for t in getattr(b, per).split()], "baselines")
     several = len(a.seeds.split()) > 1 and a.seeds == b.seeds
     if before:
         if several and (_drawn_per_seed(a) or _drawn_per_seed(b)):
@@ -258,15 +331,15 @@ def difference(a, b, before: bool = False) -> significance.Difference | None:
             if _drawn_per_seed(a) or _drawn_per_seed(b):
                 return None  # draws on one side, and no seeds to pair them with
             return significance.over_images(
-                *(significance.decode(r.test_correct_before_finetune.split()[0], r.test_images) for r in (a, b)))
+                *(correctness.decode(r.test_correct_before_finetune.split()[0], r.test_images) for r in (a, b)))
         return None
     if several:
         return significance.over_seeds(_per_seed(a), _per_seed(b))
     if all(isinstance(getattr(r, "test_correct_per_seed", None), str) for r in (a, b)):
         if len(a.seeds.split()) != 1 or len(b.seeds.split()) != 1:
             return None  # several seeds on one side only: nothing to pair them with
-        return significance.over_images(significance.decode(a.test_correct_per_seed, a.test_images),
-                                        significance.decode(b.test_correct_per_seed, b.test_images))
+        return significance.over_images(correctness.decode(a.test_correct_per_seed, a.test_images),
+                                        correctness.decode(b.test_correct_per_seed, b.test_images))
     return None
 
 
@@ -276,9 +349,68 @@ def _signed(x: float) -> str:
     return "+0.00" if float(text) == 0 else text.replace("-", "−")
 
 
+UNIT_NAMES = {"seeds": "fine-tuning seeds of one baseline", "baselines": "baselines", "test images": "test images"}
+
+
+def _interval(d: significance.Difference) -> str:
+    return "–" if d.missing else f"[{_signed(d.low)}, {_signed(d.high)}]"
+
+
+def _paired_over(d: significance.Difference) -> str:
+    return f"{d.n:,} {UNIT_NAMES.get(d.unit, d.unit)}"
+
+
+def _name(criterion: str) -> str:
+    return METHOD_NAMES.get(criterion, criterion)
+
+
+def _p(p: float) -> str:
+    return "–" if p != p else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def _family_section(df: pd.DataFrame, family: list[tuple[str, str, str]]) -> list[str]:
+    """Markdown: the declared contrasts (A, B, setting), top-1 after fine-tuning of A minus B, each
+    with its interval, p-value, Holm's adjusted p-value, a verdict at 5% family-wise, and the
+    smallest difference the design could detect with 80% power."""
+    rows = []
+    for a, b, setting in family:
+        at = {r.criterion: r for r in df[df.setting == setting].itertuples(index=False)}
+        if a in at and b in at:
+            rows.append((a, b, setting, difference(at[a], at[b])))
+    if not rows:
+        return []
+    m = sum(1 for *_, d in rows if d is not None and d.p == d.p)
+    adjusted = significance.holm([float("nan") if d is None else d.p for *_, d in rows])
+    alpha = 1 - significance.CONFIDENCE
+    lines = ["## Declared contrasts", "",
+             f"The {len(rows)} contrasts `compare.family` in params.yaml names, fixed before anything ran: top-1 after "
+             "fine-tuning of A minus B. Only these get verdicts: p-values (the paired t test over replicates, McNemar's "
+             "exact test over test images) are adjusted by Holm's method over the "
+             f"{m} that have one, so that the chance of any false verdict among them stays at {alpha:.0%}; "
+             f"the intervals are the unadjusted {significance.CONFIDENCE:.0%} ones. \"Not detected\" is a result: "
+             "the design saw no difference, which is not evidence of none. Detectable: the smallest true difference "
+             f"the paired t test over these replicates would find with 80% power at {alpha:.0%}/{m} (the level "
+             "Holm's first step needs), given the spread the replicates showed; none where the pairing is by test "
+             "image (one network a side: no spread between trainings to size it on).", "",
+             "| Contrast | Points | 95% CI | Paired over | p | Holm p | Verdict | Detectable (80% power) |",
+             "|---|---:|---:|---:|---:|---:|---|---:|"]
+    for (a, b, setting, d), p_holm in zip(rows, adjusted):
+        label = f"{_name(a)} − {_name(b)} at {setting}"
+        if d is None:
+            lines.append(f"| {label} | – | – | – | – | – | no interval: nothing to pair | – |")
+            continue
+        verdict = d.verdict(None if p_holm != p_holm else p_holm, alpha)
+        verdict = {"A better": f"{_name(a)} better", "B better": f"{_name(b)} better"}.get(verdict, verdict)
+        detectable = (significance.detectable(d.sd, d.n, alpha / max(m, 1)) if d.unit != "test images"
+                      else float("nan"))
+        lines.append(f"| {label} | {_signed(d.mean)} | {_interval(d)} | {_paired_over(d)} | {_p(d.p)} | {_p(p_holm)} | "
+                     f"{verdict} | {'–' if detectable != detectable else f'{detectable:.2f}'} |")
+    return lines + [""]
+
+
 def _difference_rows(rows: pd.DataFrame, before: bool = False) -> list[str]:
-    """Markdown rows: each criterion minus random and minus CHIP, with the 95% interval and what
-    it says; after fine-tuning, or before (the pruned networks)."""
+    """Markdown rows: each criterion minus random and minus CHIP, with the 95% interval; after
+    fine-tuning, or before (the pruned networks). Estimates: no verdict."""
     by_name = {r.criterion: r for r in rows.itertuples(index=False)}
     top1 = "top1_before_finetune" if before else "pruned_top1"
     out = []
@@ -287,35 +419,40 @@ def _difference_rows(rows: pd.DataFrame, before: bool = False) -> list[str]:
             if name == ref or (ref == "chip" and name == "random"):  # random − CHIP is CHIP − random negated
                 continue
             d = difference(r, by_name[ref], before)
-            label = f"{METHOD_NAMES.get(name, name)} − {METHOD_NAMES.get(ref, ref)}"
+            label = f"{_name(name)} − {_name(ref)}"
             if d is None:
-                out.append(f"| {label} | {_signed(getattr(r, top1) - getattr(by_name[ref], top1))} | – | – | "
-                           "no interval: one seed and no per-image results |")
-                continue
-            verdict = {"A better": f"{METHOD_NAMES.get(name, name)} better",
-                       "B better": f"{METHOD_NAMES.get(ref, ref)} better"}.get(d.verdict, d.verdict)
-            ci = "–" if d.n < 2 else f"[{_signed(d.low)}, {_signed(d.high)}]"
-            out.append(f"| {label} | {_signed(d.mean)} | {ci} | {d.n:,} {d.unit} | {verdict} |")
+                out.append(f"| {label} | {_signed(getattr(r, top1) - getattr(by_name[ref], top1))} | – | "
+                           "no interval: nothing to pair |")
+            else:
+                out.append(f"| {label} | {_signed(d.mean)} | {_interval(d)} | "
+                           f"{_paired_over(d)}{'' if not d.missing else f' ({d.missing})'} |")
     return out
 
 
-def comparison(df: pd.DataFrame) -> str:
-    """Markdown: criteria side by side at each setting, top-1 before and after fine-tuning, then
-    each criterion's top-1 difference from random and from CHIP with its 95% interval
-    (prunelab.significance)."""
+def comparison(df: pd.DataFrame, family: list[tuple[str, str, str]] = ()) -> str:
+    """Markdown: the declared contrasts (family: (criterion A, criterion B, setting)) with Holm's
+    verdicts, then the criteria side by side at each setting, top-1 before and after fine-tuning,
+    and each criterion's top-1 difference from random and from CHIP with its 95% interval
+    (prunelab.significance), estimates without verdicts."""
     lines = ["# Criteria compared", "",
              "Same baseline, same images, same widths and same fine-tuning for every criterion; "
              "top-1 in %, counts with their reduction.", "",
-             "Differences are in top-1 points, after fine-tuning and before it, with a 95% confidence interval. "
-             "After fine-tuning they are paired by fine-tuning seed when there are several seeds (the interval "
-             "then holds training noise), else by test image (it then holds only which test images were drawn, "
-             "not another fine-tuning run). Before fine-tuning a criterion has one pruned network, and the "
-             "pairing is by test image, except where a side draws its channels per seed (random, with several "
-             "seeds): the pairing is then by seed, and the interval holds the draws. "
-             "Top-1 is the mean over seeds ± their sample standard deviation where there are several. "
-             "An interval that contains 0 says the two are not distinguishable at this size. "
+             "Differences are in top-1 points with a 95% confidence interval, over one of three units. Over "
+             "baselines (independently trained: each its own training, feature images, scores, random draws and "
+             "SNPFI game), the interval holds everything a rerun of the whole protocol would change: the paired t "
+             "interval over the per-baseline differences, with one degree of freedom fewer than baselines. Over "
+             "fine-tuning seeds of one baseline, it holds fine-tuning noise but not the baseline's: "
+             "another baseline can move every difference. Over test images (one network a side), it holds only "
+             "which test images were drawn: Newcombe's interval for paired proportions. Before fine-tuning a "
+             "criterion has one pruned network, except where a side draws its channels per seed (random, with "
+             "several seeds): the pairing is then by seed, and the interval holds the draws. "
+             "Fewer than two pairs, or the same difference in every pair, give no interval. "
+             "Top-1 is the mean over baselines (or over the seeds of one baseline) ± their sample standard "
+             "deviation where there are several. "
+             "Only the declared contrasts get verdicts; the rest are estimates. "
              "Top-1 after fine-tuning is the final epoch's; the best epoch's is shown apart because that "
-             "epoch is chosen on the test set itself (as CHIP reports its numbers), which flatters it.", ""]
+             "epoch is chosen on the test set itself (as CHIP reports its numbers), which flatters it.", "",
+             *_family_section(df, list(family))]
     for (model, setting), rows in df.groupby(["model", "setting"], sort=False):
         best = "best_epoch_top1" in rows
         lines += [f"## {MODEL_NAMES.get(model, model)}, setting {setting}: `{rows.sparsity.iloc[0]}`", "",
@@ -324,16 +461,32 @@ def comparison(df: pd.DataFrame) -> str:
                   "|---|---:|---:|---:|---:|---:|" + ("---:|" if best else "")]
         for r in rows.itertuples(index=False):
             counts = [f"{_millions(getattr(r, k))} ({getattr(r, f'{k}_reduction_pct'):.1f}%)" for k, _ in COUNTS]
-            lines.append(f"| {METHOD_NAMES.get(r.criterion, r.criterion)} | {_before(r)} | "
+            lines.append(f"| {_name(r.criterion)} | {_before(r)} | "
                          f"{_top1(r)} | " + " | ".join(counts) + " |"
                          + (f" {r.best_epoch_top1:.2f} (epoch {r.best_epoch}) |" if best else ""))
+        lines += _per_baseline(rows)
         for before, when in ((False, "after fine-tuning"), (True, "before fine-tuning")):
             differences = _difference_rows(rows, before)
             if differences:
-                lines += ["", f"| Difference {when} | Points | 95% CI | Paired over | Verdict |",
-                          "|---|---:|---:|---:|---|", *differences]
+                lines += ["", f"| Difference {when} | Points | 95% CI | Paired over |",
+                          "|---|---:|---:|---:|", *differences]
         lines.append("")
     return "\n".join(lines + _auto_against_hand_set(df))
+
+
+def _per_baseline(rows: pd.DataFrame) -> list[str]:
+    """Markdown: each baseline's top-1 after fine-tuning (and before it) per criterion, the pairs
+    every interval over baselines is computed from; nothing for one baseline."""
+    if not len(rows) or _baselines(rows.iloc[0]) < 2:
+        return []
+    baselines = str(rows.iloc[0].baselines).split()
+    lines = ["", "| Top-1 after (before) fine-tuning, per baseline | " + " | ".join(f"b{b}" for b in baselines) + " |",
+             "|---|" + "---:|" * len(baselines)]
+    for r in rows.itertuples(index=False):
+        after, before = (str(getattr(r, f)).split() for f in ("pruned_top1_per_baseline", "top1_before_finetune_per_baseline"))
+        lines.append(f"| {_name(r.criterion)} | " + " | ".join(f"{float(a):.2f} ({float(b):.2f})" for a, b in zip(after, before))
+                     + " |")
+    return lines
 
 
 AUTO = re.compile(r"\s*auto:\s*(\S+)\s*")  # an auto: setting naming the hand-set one it matches: auto:r2
@@ -341,7 +494,8 @@ AUTO = re.compile(r"\s*auto:\s*(\S+)\s*")  # an auto: setting naming the hand-se
 
 def _auto_against_hand_set(df: pd.DataFrame) -> list[str]:
     """Markdown: for every auto:<setting> setting, each criterion at the automatic rates minus the
-    same criterion at the hand-set rates it matches in MACs, after and before fine-tuning."""
+    same criterion at the hand-set rates it matches in MACs, after and before fine-tuning
+    (estimates: no verdict)."""
     lines = []
     for (model, setting), rows in df.groupby(["model", "setting"], sort=False):
         m = AUTO.fullmatch(rows.sparsity.iloc[0])
@@ -353,7 +507,7 @@ def _auto_against_hand_set(df: pd.DataFrame) -> list[str]:
                   f"The sensitivity stage picked {setting}'s rates for {m.group(1)}'s MACs reduction "
                   "(README, \"Layer sensitivity\"); every criterion then prunes, and is fine-tuned, at both.", "",
                   f"| {setting} − {m.group(1)} | MACs removed ({setting} / {m.group(1)}) | When | Points | 95% CI | "
-                  "Paired over | Verdict |", "|---|---:|---|---:|---:|---:|---|"]
+                  "Paired over |", "|---|---:|---|---:|---:|---:|"]
         for r in rows.itertuples(index=False):
             if r.criterion not in by_name:
                 continue
@@ -363,10 +517,8 @@ def _auto_against_hand_set(df: pd.DataFrame) -> list[str]:
                 d = difference(r, h, before)
                 if d is None:
                     continue
-                verdict = {"A better": f"{setting} better", "B better": f"{m.group(1)} better"}.get(d.verdict, d.verdict)
-                ci = "–" if d.n < 2 else f"[{_signed(d.low)}, {_signed(d.high)}]"
-                lines.append(f"| {METHOD_NAMES.get(r.criterion, r.criterion)} | {macs} | {when} | {_signed(d.mean)} | "
-                             f"{ci} | {d.n:,} {d.unit} | {verdict} |")
+                lines.append(f"| {_name(r.criterion)} | {macs} | {when} | {_signed(d.mean)} | "
+                             f"{_interval(d)} | {_paired_over(d)} |")
         lines.append("")
     return lines
 
@@ -444,7 +596,7 @@ def summary(df: pd.DataFrame) -> str:
     return json.dumps(out, indent=2, sort_keys=True) + "\n"
 
 
-CURVE_FIELDS = ("setting", "criterion", "seed", "epoch", "top1")
+CURVE_FIELDS = ("setting", "criterion", "baseline", "seed", "epoch", "top1")
 
 
 def curves_csv(curves: list[dict]) -> str:
@@ -456,11 +608,11 @@ def curves_csv(curves: list[dict]) -> str:
 
 
 def with_best_epoch(df: pd.DataFrame, curves: list[dict]) -> pd.DataFrame:
-    """df plus, per network, the top-1 of its best fine-tuning epoch (mean over seeds) and which
-    epoch that was (1-based, per seed): the epoch is chosen on the test set itself, which is how
+    """df plus, per network, the top-1 of its best fine-tuning epoch (mean over baselines and
+    seeds) and which epoch that was (1-based, per baseline and seed): the epoch is chosen on the test set itself, which is how
     CHIP reports its numbers, so it is shown apart from the final epoch's top-1."""
     c = pd.DataFrame(curves, columns=list(CURVE_FIELDS))
-    best = c.loc[c.groupby(["setting", "criterion", "seed"], sort=False)["top1"].idxmax()]
+    best = c.loc[c.groupby(["setting", "criterion", "baseline", "seed"], sort=False, dropna=False)["top1"].idxmax()]
     per_net = {key: rows for key, rows in best.groupby(["setting", "criterion"], sort=False)}
     missing = [f"{cr}-{se}" for se, cr in zip(df.setting, df.criterion) if (se, cr) not in per_net]
     if missing:
@@ -472,7 +624,7 @@ def with_best_epoch(df: pd.DataFrame, curves: list[dict]) -> pd.DataFrame:
 
 
 def write_tables(records: list[dict], out_dir: str | Path, title: str = "Results",
-                 curves: list[dict] | None = None) -> dict[str, Path]:
+                 curves: list[dict] | None = None, family: list[tuple[str, str, str]] = ()) -> dict[str, Path]:
     """Write table.{md,tex,csv}, comparison.md, summary.json, the fine-tuning curves (when given)
     and the top-1-vs-MACs plot (CSV for DVC, PNG) into out_dir, each atomically; returns their
     paths."""
@@ -482,7 +634,7 @@ def write_tables(records: list[dict], out_dir: str | Path, title: str = "Results
     if curves is not None:
         df = with_best_epoch(df, curves)
     texts = {"table.md": markdown(df, title), "table.tex": latex(df, title), "table.csv": csv(df),
-             "comparison.md": comparison(df), "summary.json": summary(df), "top1_vs_macs.csv": csv(points(df)),
+             "comparison.md": comparison(df, family), "summary.json": summary(df), "top1_vs_macs.csv": csv(points(df)),
              **({"finetune_curves.csv": curves_csv(curves)} if curves is not None else {}),
              **latency_texts(records, title)}
     out = {}

@@ -13,7 +13,7 @@ import json
 import statistics
 from pathlib import Path
 
-from prunelab import checkpoint, config, counting, pipeline, significance
+from prunelab import checkpoint, config, correctness, counting, pipeline
 from prunelab.latency import compare_latency
 
 
@@ -29,7 +29,7 @@ def main() -> None:
     per_seed, correct = [], []
     for seed in seeds:
         model = checkpoint.build(checkpoint.load(config.finetuned_file(params, net, seed))).to(dev)
-        metrics, hits = significance.evaluate(model, pipeline.test_loader(splits, params, dev), dev,
+        metrics, hits = correctness.evaluate(model, pipeline.test_loader(splits, params, dev), dev,
                                               **pipeline.eval_accel(params))  # top-1 and loss; (N,) bool
         per_seed.append(metrics)
         correct.append(hits)
@@ -37,13 +37,13 @@ def main() -> None:
     pruned = json.loads(net.file(metrics_dir / "prune", ".json").read_text())
     shape = pipeline.input_shape(splits)
     top1 = [m["top1"] for m in per_seed]
-    record = {"model": params["model"]["arch"], "criterion": net.criterion, "setting": net.setting,
-              "sparsity": net.sparsity, "input_shape": "x".join(map(str, shape)),
+    record = {"model": params["model"]["arch"], "baseline": str(params["baseline"]), "criterion": net.criterion,
+              "setting": net.setting, "sparsity": net.sparsity, "input_shape": "x".join(map(str, shape)),
               "seeds": " ".join(map(str, seeds)), "top1_per_seed": " ".join(f"{t:.2f}" for t in top1),
               "baseline_top1": baseline["top1"], "top1_before_finetune": pruned["top1_before_finetune"],
               "top1": statistics.fmean(top1), "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
               "top1_best": max(top1), "loss": statistics.fmean(m["loss"] for m in per_seed),
-              "test_images": len(correct[0]), "test_correct_per_seed": " ".join(map(significance.encode, correct)),
+              "test_images": len(correct[0]), "test_correct_per_seed": " ".join(map(correctness.encode, correct)),
               "test_correct_before_finetune": pruned["test_correct_before_finetune"],
               **{k: pruned[k] for k in ("top1_before_finetune_per_seed",) if k in pruned},  # random's draws
               **counting.count(model, shape), "numerics": pipeline.numerics_record(params)}

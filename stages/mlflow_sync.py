@@ -33,12 +33,15 @@ def main() -> None:
         of_stage |= {f"score@{name}": item["experiment"] for name, item in config.paper_scores(params).items()}
         of_stage |= {f"{stage}@{name}": item["experiment"] for name, item in config.paper_networks(params).items()
                      for stage in ("prune", "finetune", "evaluate")}
-    else:
-        experiments, of_stage = {"": params}, {}
+    else:  # a stage resolves against its baseline's params: train_baseline@0, score@0-chip, prune@0-chip-r2
+        experiments = {str(b): config.resolve(params, b) for b in params["baselines"]}
+        of_stage = {name: name.partition("@")[2].partition("-")[0] for name in lock if "@" in name}
+        of_stage["sweep"] = str(params["sweep"]["baseline"])
 
     @cache
     def dataset(experiment: str) -> tuple[str, str, str | None]:
-        p = experiments[experiment]
+        # a stage of no baseline (check_params) reads the data every baseline reads: `seed` fixes it
+        p = experiments[experiment] if experiment else next(iter(experiments.values()))
         return pipeline.dataset_input(p, pipeline.load_data(p))
 
     def restore(name: str, _entry: dict) -> list[tuple]:

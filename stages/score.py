@@ -2,7 +2,7 @@
 
 Feature criteria (chip, hrank) read the statistics extract_features streamed; model criteria
 (l1, random) read the baseline (random also draws once per fine-tuning seed when params list
-`seeds`: each seed prunes its own draw); snpfi plays its Shapley game on the baseline and calibration
+`seeds`, seeded by the baseline and the seed: each pruned network is its own draw); snpfi plays its Shapley game on the baseline and calibration
 images, and also stores each group's utilization curve. The scores file records where its
 numbers came from.
 """
@@ -48,8 +48,9 @@ def main() -> None:
             score_fn = criteria.MODEL_CRITERIA[criterion]
             for group in tqdm(groups, desc=f"score {criterion}", unit="layer"):
                 scores.update(score_fn(model, [group], params["seed"]))
-            if criterion in criteria.SEED_DRAWN and "seeds" in params:  # one draw per fine-tuning seed
-                extra["scores_per_seed"] = {seed: score_fn(model, groups, seed) for seed in config.seeds(params)}
+            if criterion in criteria.SEED_DRAWN and "seeds" in params:  # one draw per fine-tuning seed and baseline
+                extra["scores_per_seed"] = {seed: score_fn(model, groups, config.draw_seed(params["baseline"], seed))
+                                            for seed in config.seeds(params)}
     checkpoint.torch_save(Path(paths["scores"]) / f"{criterion}.pt",
                           {"scores": scores, "meta": {"criterion": criterion, **provenance,
                                                      "numerics": pipeline.numerics_record(params)}, **extra})

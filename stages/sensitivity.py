@@ -4,9 +4,10 @@ re-estimate BatchNorm statistics, and measure top-1 on sensitivity.images traini
 test set is not looked at: auto's choice must not be fitted to it). Then resolve every
 `auto:<MACs reduction>` setting of prune.settings into rates (the rule: prunelab/sensitivity.py).
 
-Writes results/sensitivity.csv (a row per slot and rate), results/sensitivity.png (the heatmap,
-auto's choices and the hand-set settings they are measured against outlined) and
-results/sensitivity.json (the baseline on the same images; per auto setting its rates, the MACs
+One baseline's (--baseline): its channels differ, and so may auto's choice. Writes, in
+results/metrics/b<baseline>/, sensitivity.csv (a row per slot and rate), sensitivity.png (the
+heatmap, auto's choices and the hand-set settings they are measured against outlined) and
+sensitivity.json (the baseline on the same images; per auto setting its rates, the MACs
 reduction they reach and their summed sensitivity), which the prune stage reads."""
 
 from prunelab import numerics
@@ -25,8 +26,7 @@ from prunelab.sparsity import auto_target, compact, is_auto, parse_sparsity
 
 
 def main() -> None:
-    pipeline.no_arguments(__doc__)
-    params = config.load_params("params.yaml")
+    params, _ = pipeline.experiment_stage(__doc__)
     paths, sens, dev = params["paths"], params["sensitivity"], pipeline.device(params)
     base = pipeline.load_baseline(params)
     arch, widths, in_ch, classes = base["arch"], base["widths"], base["in_channels"], base["num_classes"]
@@ -60,7 +60,7 @@ def main() -> None:
         row["macs_reduction_pct"] = counting.reduction(baseline_macs, row["macs"])
         row.update(evaluate(model, measured, dev, **pipeline.eval_accel(params)))  # top1 (%), loss
         rows.append({k: row[k] for k in sensitivity.FIELDS})
-    results = Path(paths["results"])
+    results = Path(paths["metrics"])  # this baseline's
     sensitivity.write_csv(results / "sensitivity.csv", rows)
 
     # every auto: setting, against the hand-set setting it names (auto:r2) when it names one

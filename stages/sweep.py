@@ -4,7 +4,9 @@ BatchNorm statistics are re-estimated on sweep.bn_images training images (the sa
 every network); after sweep.finetune_epochs of the fine-tuning recipe too, when that is above 0.
 Random prunes each of `seeds`' draws, plotted as their mean and range. SNPFI picks its own widths
 for the MACs reduction the scheme's rates give and recovers as in the prune stage (least-squares
-refit: its "straight after pruning"). Writes results/sweep.csv (a DVC plot) and sweep.png."""
+refit: its "straight after pruning"). On one baseline, sweep.baseline (dvc.yaml passes it as
+--baseline): a plot's worth of networks per baseline would triple the cost and say little more.
+Writes results/sweep.csv (a DVC plot) and sweep.png."""
 
 from prunelab import numerics
 
@@ -23,8 +25,7 @@ from prunelab.report import DATA_NAMES, MODEL_NAMES
 
 
 def main() -> None:
-    pipeline.no_arguments(__doc__)
-    params = config.load_params("params.yaml")
+    params, _ = pipeline.experiment_stage(__doc__)
     paths, sw, dev = params["paths"], params["sweep"], pipeline.device(params)
     base = pipeline.load_baseline(params)
     arch, widths, in_ch, classes = base["arch"], base["widths"], base["in_channels"], base["num_classes"]

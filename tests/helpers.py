@@ -31,6 +31,9 @@ DEVICES = [pytest.param(torch.device("cpu"), id="cpu")] + (
 # stages run in the test process itself (stage_in_process), where torch is loaded long before a
 # stage could set up the portable numerics. tests/test_numerics.py runs portable stages apart.
 NUMERICS = {"engine.cpu_numerics": "native"}
+# One baseline unless a test asks for more: its files in models/b0/ and results/metrics/b0/, and
+# its stages run without --baseline (the one there is). tests/test_pipeline.py adds a second.
+ONE_BASELINE = {"baselines": [0]}
 
 
 def copy_project(dst: Path, **overrides) -> Path:
@@ -39,7 +42,7 @@ def copy_project(dst: Path, **overrides) -> Path:
 
     overrides: dotted keys, e.g. {"train.epochs": 1}; a value of None deletes the key.
     """
-    overrides = {**NUMERICS, **overrides}
+    overrides = {**NUMERICS, **ONE_BASELINE, **overrides}
     dst.mkdir(parents=True, exist_ok=True)
     for d in ("prunelab", "stages"):
         shutil.copytree(ROOT / d, dst / d, ignore=shutil.ignore_patterns("__pycache__"))
@@ -49,6 +52,15 @@ def copy_project(dst: Path, **overrides) -> Path:
     set_params(params, overrides)
     if "sweep" in params and "sweep.schemes" not in overrides:  # prune.settings replaced: sweep the schemes left
         params["sweep"]["schemes"] = [s for s in params["sweep"]["schemes"] if s == "inner" or s in params["prune"]["settings"]]
+    if "ablation" in params and params["ablation"]["setting"] not in params["prune"]["settings"]:
+        params["ablation"]["setting"] = next(iter(params["prune"]["settings"]))  # prune.settings replaced
+    if "compare" in params and "compare.family" not in overrides:  # the declared contrasts still pruned
+        pruned = set(params["prune"]["criteria"]) | set(params["prune"]["settings"])
+        family = [c for c in params["compare"]["family"] if {c.split()[0], c.split()[2], c.split()[4]} <= pruned]
+        if family:
+            params["compare"]["family"] = family
+        else:
+            del params["compare"]
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dst)
     run([str(BIN / "dvc"), "init", "-q"], dst)
@@ -118,7 +130,7 @@ def fresh_clone(dst: Path, **overrides) -> Path:
     run(["git", "init", "-q"], dst)
     run(["git", "add", "-A"], dst)
     run(["git", "commit", "-qm", "clone"], dst)
-    edit_params(dst, **{**NUMERICS, **overrides})
+    edit_params(dst, **{**NUMERICS, **ONE_BASELINE, **overrides})
     run(["git", "commit", "-qam", "params"], dst)
     return dst
 

@@ -6,6 +6,7 @@ an auto: target can reach are counted with PyTorch's FlopCounterMode, not prunel
 import copy
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,11 +87,14 @@ def test_an_output_folder_may_be_the_project_folder_itself(tmp_path):
 
 
 def test_an_auto_setting_s_rates_are_read_back_only_for_its_own_spec(tmp_path):
-    """The prune stage takes an auto: setting's rates from the sensitivity stage's
-    sensitivity.json, if it was written for the same spec; rates for another spec (params
+    """The prune stage takes an auto: setting's rates from its baseline's sensitivity.json (in
+    <metrics>/b<baseline>/), if it was written for the same spec; rates for another spec (params
     edited since) or no file at all are refused, saying to run that stage. A hand-set setting is
     its own rates."""
-    params = params_with(**{"paths.results": str(tmp_path)})
+    params = config.resolve(params_with(**{"paths.metrics": str(tmp_path.parent)}), 0)
+    assert Path(params["paths"]["metrics"]) == tmp_path.parent / "b0"
+    tmp_path = tmp_path.parent / "b0"
+    tmp_path.mkdir()
     with pytest.raises(ConfigError, match="^prune.settings.auto: 'auto:r2' has no rates in .*run the sensitivity stage"):
         config.setting_rates(params, "auto")
     picked = [0.0] + [0.5] * 29

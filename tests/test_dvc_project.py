@@ -34,7 +34,7 @@ def test_paper_is_its_own_dvc_project(clone):
     assert "check_params" in stages and "mlflow_sync" in stages
     assert not [s for s in stages if "resnet110" in s or "vgg16" in s]  # no paper stage in the root project
     paper = dvc(clone / "paper", "stage", "list", "--name-only").stdout.split()
-    assert "evaluate@resnet110-r2-chip" in paper and "evaluate@chip-r1" not in paper
+    assert "evaluate@resnet110-r2-chip" in paper and "evaluate@0-chip-r1" not in paper
 
 
 def test_repo_wide_commands_are_clean(clone):
@@ -106,7 +106,7 @@ def test_on_a_fresh_clone_dry_needs_the_outputs_and_status_answers(clone, tmp_pa
     edit_params(fresh, **{"finetune.epochs": SMALL["finetune.epochs"] + 1})
     dry = dvc(fresh, "repro", "--dry", check=False)
     assert dry.returncode != 0 and "No such file or directory" in dry.stderr + dry.stdout
-    assert "models/baseline.pt" in dry.stderr + dry.stdout
+    assert "models/b0/baseline.pt" in dry.stderr + dry.stdout
     status = dvc(fresh, "status")
     assert status.returncode == 0 and re.search(r"params.yaml:\n\s+modified:\s+finetune", status.stdout), status.stdout
 
@@ -117,9 +117,9 @@ def test_exp_run_dry_and_queued(clone):
     edit_params(clone, **{"finetune.epochs": SMALL["finetune.epochs"] + 1})
     dry = quiet(dvc(clone, "repro", "--dry", check=False))
     would_run = set(re.findall(r"Running stage '([^']+)'", dry))
-    assert {"finetune@chip-r1", "finetune@chip-r2"} <= would_run, would_run
-    assert not would_run & {"train_baseline", "score@chip", "prune@chip-r1", "evaluate@chip-r1"}, would_run
-    assert (clone / "models" / "finetuned" / "chip-r1").is_dir()  # nothing was run, nothing removed
+    assert {"finetune@0-chip-r1", "finetune@0-chip-r2"} <= would_run, would_run
+    assert not would_run & {"train_baseline@0", "score@0-chip", "prune@0-chip-r1", "evaluate@0-chip-r1"}, would_run
+    assert (clone / "models" / "b0" / "finetuned" / "chip-r1").is_dir()  # nothing was run, nothing removed
     run(["git", "checkout", "params.yaml"], clone)
     quiet(dvc(clone, "exp", "run", check=False))
     # two queued experiments, two workers: each runs in a copy of the repository under
@@ -139,7 +139,7 @@ def test_exp_run_dry_and_queued(clone):
     client = mlflow.tracking.MlflowClient(f"sqlite:///{clone / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("prunelab").experiment_id], max_results=1000)
     for name, epochs in (("exp-a", 2), ("exp-b", 3)):
-        finetuned = [r for r in runs if r.data.tags.get("dvc_exp_name") == name and r.info.run_name == "finetune@chip-r1"]
+        finetuned = [r for r in runs if r.data.tags.get("dvc_exp_name") == name and r.info.run_name == "finetune@0-chip-r1"]
         assert len(finetuned) == len(SMALL["seeds"]), (name, [r.info.run_name for r in runs])
         assert all(r.info.status == "FINISHED" and r.data.params["finetune.epochs"] == str(epochs) for r in finetuned)
     assert not list((clone / ".dvc" / "tmp").rglob("mlflow.db"))  # no store of its own in a copy
@@ -180,7 +180,7 @@ def test_a_bad_param_stops_dvc_repro_and_loses_nothing(clone, case):
     errors = [line for line in (r.stdout + r.stderr).splitlines() if line.startswith("error: ")]
     if case != "a missing section":  # DVC itself refuses the file first (nothing runs)
         assert len(errors) == 1 and key in errors[0], r.stdout[-2000:] + r.stderr[-2000:]
-    assert "Running stage 'train_baseline'" not in r.stdout
+    assert "Running stage 'train_baseline@0'" not in r.stdout
     assert _workspace(clone) == before
 
 

@@ -4,6 +4,7 @@ release's format and on the real files where Debian's package is installed; data
 import copy
 import gzip
 import hashlib
+import shutil
 import struct
 from pathlib import Path
 
@@ -31,21 +32,27 @@ def parse_idx_gz(path: Path) -> np.ndarray:
 
 @pytest.fixture
 def no_debian(tmp_path, monkeypatch):
-    """Debian's folder and dpkg's md5 list redirected to (empty) places under tmp_path."""
+    """Debian's folder redirected to an (empty) place under tmp_path."""
     monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "debian" / "fashion-mnist")
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MD5SUMS", tmp_path / "debian" / "dataset-fashion-mnist.md5sums")
     return tmp_path / "debian"
 
 
 def install_fake_debian(debian: Path, seed: int) -> Path:
-    """Synthetic files in the redirected Debian folder, with a dpkg-style md5 list of them."""
+    """Synthetic files in the redirected Debian folder."""
     raw = synthetic.write_fashion_mnist(debian / "src", seed=seed)
     raw.rename(data.DEBIAN_FASHION_DIR)
-    lines = [f"{hashlib.md5((data.DEBIAN_FASHION_DIR / n).read_bytes()).hexdigest()}  "
-             f"usr/share/datasets/fashion-mnist/{n}" for n in FILES]
-    data.DEBIAN_FASHION_MD5SUMS.write_text("\n".join(["0" * 32 + "  usr/share/doc/dataset-fashion-mnist/copyright",
-                                                      *lines]) + "\n")
     return data.DEBIAN_FASHION_DIR
+
+
+def trust_unzipped(monkeypatch, folder: Path) -> None:
+    """The md5s of folder's files once unzipped stand in for the release's unzipped bytes'."""
+    monkeypatch.setattr(data, "FASHION_UNZIPPED_MD5",
+                        {n: hashlib.md5(gzip.decompress((folder / n).read_bytes())).hexdigest() for n in FILES})
+
+
+def recompress(path: Path, mtime: int) -> None:
+    """path re-gzipped as Debian did: the same bytes inside, another header (no name, other time)."""
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()), mtime=mtime))
 
 
 def test_synthetic_idx_files_go_through_the_real_loader(tmp_path, no_debian):
@@ -93,20 +100,70 @@ def test_lookup_order_paths_data_then_debian_then_download(tmp_path, no_debian, 
 
     monkeypatch.setattr("torchvision.datasets.FashionMNIST.download", no_download)
     debian = install_fake_debian(no_debian, seed=1)
+    trust_unzipped(monkeypatch, debian)
     empty = tmp_path / "empty"
-    # only Debian's folder has the files: found without configuration, checked against dpkg's md5s
+    # only Debian's folder has the files: found without configuration, checked by their unzipped bytes
     s = load_dataset("fashion_mnist", empty, download=True)
     assert np.array_equal(s.y_train.numpy(), parse_idx_gz(debian / FILES[1]))
+    assert s.source == debian  # and it says so
     # paths.data has them too: paths.data wins
     mine = synthetic.write_fashion_mnist(tmp_path / "mine", seed=2)
     s = load_dataset("fashion_mnist", tmp_path / "mine", verify=False)
     assert np.array_equal(s.y_train.numpy(), parse_idx_gz(mine / FILES[1]))
     assert not np.array_equal(parse_idx_gz(mine / FILES[1]), parse_idx_gz(debian / FILES[1]))
-    # a Debian file that is not what dpkg recorded: one line naming it
+    assert s.source == mine
+    # a Debian file whose unzipped bytes are not the release's (here: gzipped twice): one line naming it
     (debian / FILES[2]).write_bytes(gzip.compress((debian / FILES[2]).read_bytes()))
-    with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte\.gz: corrupted .*dpkg") as e:
+    with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte\.gz: corrupted") as e:
         load_dataset("fashion_mnist", empty)
     assert "\n" not in str(e.value)
+
+
+def test_a_recompressed_or_unzipped_copy_in_paths_data_is_the_release(tmp_path, no_debian, monkeypatch):
+    """The issue's case: Debian's re-compressed files copied into paths.data/FashionMNIST/raw/ were
+    called corrupted. A file passes on its own md5 or on its unzipped bytes' md5."""
+    raw = synthetic.write_fashion_mnist(tmp_path, seed=3)
+    md5s = {n: hashlib.md5((raw / n).read_bytes()).hexdigest() for n in FILES}
+    monkeypatch.setattr(data, "_fashion_release", lambda: md5s)  # these bytes are "the release"
+    trust_unzipped(monkeypatch, raw)
+    expected = load_dataset("fashion_mnist", tmp_path)
+    for n in FILES:
+        recompress(raw / n, mtime=1_590_000_000)
+    assert all(hashlib.md5((raw / n).read_bytes()).hexdigest() != md5s[n] for n in FILES)  # other .gz bytes
+    s = load_dataset("fashion_mnist", tmp_path)
+    assert torch.equal(s.x_train, expected.x_train) and torch.equal(s.y_test, expected.y_test)
+    assert s.source == raw
+    # torchvision's unzipped copies (the names without .gz) are read as well
+    for n in FILES:
+        (raw / n.removesuffix(".gz")).write_bytes(gzip.decompress((raw / n).read_bytes()))
+        (raw / n).unlink()
+    s = load_dataset("fashion_mnist", tmp_path)
+    assert torch.equal(s.x_train, expected.x_train) and torch.equal(s.y_test, expected.y_test)
+    # the unzipped reference is what is checked: one changed pixel fails, naming the file
+    images = raw / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-1] + bytes([images.read_bytes()[-1] ^ 1]))
+    with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte: corrupted") as e:
+        load_dataset("fashion_mnist", tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_files_almost_in_place_are_refused_not_replaced_by_debians_copy(tmp_path, no_debian, monkeypatch):
+    """A paths.data the user filled wrongly used to fall back to Debian's copy in silence."""
+    debian = install_fake_debian(no_debian, seed=1)
+    trust_unzipped(monkeypatch, debian)
+    # the four files straight in paths.data, not in FashionMNIST/raw/ under it
+    flat = tmp_path / "flat"
+    synthetic.write_fashion_mnist(tmp_path / "w", seed=2).rename(flat)
+    with pytest.raises(DatasetNotFound, match="move its files there") as e:
+        load_dataset("fashion_mnist", flat)
+    assert str(flat / "FashionMNIST" / "raw") in str(e.value) and "\n" not in str(e.value)
+    # some of the four in raw/: the missing ones are named
+    raw = synthetic.write_fashion_mnist(tmp_path / "part", seed=2)
+    (raw / FILES[1]).unlink()
+    with pytest.raises(DatasetNotFound, match=f"holds 3 of Fashion-MNIST's 4 files; missing: {FILES[1]}"):
+        load_dataset("fashion_mnist", tmp_path / "part")
+    # the stage says which copy it read
+    assert load_dataset("fashion_mnist", tmp_path / "nothing").source == debian
 
 
 def test_missing_dataset_names_the_three_ways(tmp_path, no_debian):
@@ -120,7 +177,7 @@ def test_missing_dataset_names_the_three_ways(tmp_path, no_debian):
     # three of the four files are not a dataset either
     raw = synthetic.write_fashion_mnist(tmp_path)
     (raw / FILES[3]).unlink()
-    with pytest.raises(DatasetNotFound):
+    with pytest.raises(DatasetNotFound, match=f"missing: {FILES[3]}"):
         load_dataset("fashion_mnist", tmp_path, verify=False)
 
 
@@ -224,6 +281,7 @@ REAL = all((data.DEBIAN_FASHION_DIR / n).is_file() for n in FILES)
 @pytest.mark.skipif(not REAL, reason="Debian's dataset-fashion-mnist is not installed (make fashion-data)")
 def test_real_fashion_mnist_from_debians_package(tmp_path):
     s = load_dataset("fashion_mnist", tmp_path)  # nothing in paths.data: Debian's folder, md5s checked
+    assert s.source == data.DEBIAN_FASHION_DIR
     assert s.x_train.shape == (60_000, 1, 28, 28) and s.x_test.shape == (10_000, 1, 28, 28)
     assert s.x_train.dtype == torch.uint8
     assert np.array_equal(np.bincount(s.y_train.numpy()), [6000] * 10)
@@ -231,6 +289,25 @@ def test_real_fashion_mnist_from_debians_package(tmp_path):
     assert set(np.unique(s.y_train.numpy())) == set(range(10))
     sub = load_dataset("fashion_mnist", tmp_path, seed=0, train_subset=10_000)
     assert np.array_equal(np.bincount(sub.y_train.numpy(), minlength=10), [1000] * 10)
+
+
+@pytest.mark.skipif(not REAL, reason="Debian's dataset-fashion-mnist is not installed (make fashion-data)")
+def test_debians_files_copied_into_paths_data_are_read_there(tmp_path):
+    """The issue's case, on the real files: dpkg vouches for them (its recorded md5s), their .gz
+    bytes are not the release's, and the loader takes them in FashionMNIST/raw/ all the same."""
+    dpkg = {Path(path).name: md5 for md5, _, path in (line.partition("  ") for line in
+            Path("/var/lib/dpkg/info/dataset-fashion-mnist.md5sums").read_text().splitlines())}
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    release = data._fashion_release()
+    for n in FILES:
+        copied = shutil.copy(data.DEBIAN_FASHION_DIR / n, raw / n)
+        gz = Path(copied).read_bytes()
+        assert hashlib.md5(gz).hexdigest() == dpkg[n] != release[n]
+        assert hashlib.md5(gzip.decompress(gz)).hexdigest() == data.FASHION_UNZIPPED_MD5[n]
+    s = load_dataset("fashion_mnist", tmp_path)
+    assert s.source == raw
+    assert torch.equal(s.x_test, load_dataset("fashion_mnist", tmp_path / "none").x_test)
 
 
 def test_idx_reader_bounds_and_names_broken_gzip(tmp_path, no_debian, monkeypatch):

@@ -147,5 +147,5 @@ def test_every_stage_is_in_its_own_mlflow_experiment(smoke):
     names = {n for (n,) in db.execute("select r.name from runs r join experiments e on r.experiment_id = e.experiment_id "
                                       "where e.name = 'prunelab-fashion' and r.status = 'FINISHED'")}
     datasets = {n for (n,) in db.execute("select name from datasets")}
-    assert {"train_baseline", "evaluate@chip-r1", "evaluate@snpfi-r2", "report"} <= names, names
+    assert {"train_baseline@0", "evaluate@0-chip-r1", "evaluate@0-snpfi-r2", "report"} <= names, names
     assert datasets == {"fashion_mnist-28px"}, datasets

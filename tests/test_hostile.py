@@ -320,7 +320,7 @@ def test_an_output_that_cannot_be_written_is_one_line_naming_the_file(tmp_path, 
 def test_an_output_folder_symlinked_out_of_the_project_is_refused(tmp_path, monkeypatch):
     """results/metrics as a symlink to a folder outside the project: writing a record there (as
     every stage does) is refused with one line naming the link and where it points; nothing lands
-    outside. A deeper link (results/metrics/evaluate) is named too; a link that stays inside the
+    outside. A deeper link (results/metrics/b0/evaluate) is named too; a link that stays inside the
     project, and a path given outside it on purpose, are written."""
     project, outside = tmp_path / "p", tmp_path / "elsewhere"
     (project / "results").mkdir(parents=True)
@@ -329,17 +329,17 @@ def test_an_output_folder_symlinked_out_of_the_project_is_refused(tmp_path, monk
     monkeypatch.delenv("DVC_ROOT", raising=False)
     (project / "results" / "metrics").symlink_to(outside)
     with pytest.raises(checkpoint.OutputError) as e:
-        pipeline.write_json("results/metrics/evaluate/chip-r2.json", {"top1": 1.0})
-    assert str(e.value) == (f"results/metrics/evaluate/chip-r2.json: results/metrics is a symlink to {outside}, "
+        pipeline.write_json("results/metrics/b0/evaluate/chip-r2.json", {"top1": 1.0})
+    assert str(e.value) == (f"results/metrics/b0/evaluate/chip-r2.json: results/metrics is a symlink to {outside}, "
                             "outside the project; outputs stay inside it (replace the link with a folder)")
     with pytest.raises(checkpoint.OutputError):
         checkpoint.torch_save("results/metrics/model.pt", {"w": torch.zeros(2)})
     assert list(outside.rglob("*")) == []
     (project / "results" / "metrics").unlink()
-    (project / "results" / "metrics").mkdir()
-    (project / "results" / "metrics" / "evaluate").symlink_to(outside)
-    with pytest.raises(checkpoint.OutputError, match="^results/metrics/evaluate/x.json: results/metrics/evaluate is a symlink"):
-        pipeline.write_text("results/metrics/evaluate/x.json", "x")
+    (project / "results" / "metrics" / "b0").mkdir(parents=True)
+    (project / "results" / "metrics" / "b0" / "evaluate").symlink_to(outside)
+    with pytest.raises(checkpoint.OutputError, match="^results/metrics/b0/evaluate/x.json: results/metrics/b0/evaluate is a symlink"):
+        pipeline.write_text("results/metrics/b0/evaluate/x.json", "x")
     (project / "kept").mkdir()
     (project / "results" / "inside").symlink_to(project / "kept")
     pipeline.write_text("results/inside/a.txt", "a")
@@ -391,7 +391,7 @@ def test_a_process_killed_mid_write_leaves_the_previous_file_and_no_partial_one(
 
 
 def smoke_params(root: Path, name: str) -> dict:
-    return {"seed": 0, "smoke": True, "paths": {"data": str(root)},
+    return {"seed": 0, "data_seed": 0, "smoke": True, "paths": {"data": str(root)},
             "data": {"name": name, "image_size": data.FIXED_SIZES.get(name, 32), "test_fraction": 0.2,
                      "download": False, "train_subset": None}}
 

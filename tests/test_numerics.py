@@ -103,7 +103,7 @@ def test_a_portable_stage_records_its_numerics_where_a_user_looks(tmp_path):
     r = subprocess.run([str(BIN / "python"), "stages/train_baseline.py"], cwd=project, env=env(project),
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
-    meta = torch.load(project / "models" / "baseline.pt", weights_only=True)["meta"]["numerics"]
+    meta = torch.load(project / "models" / "b0" / "baseline.pt", weights_only=True)["meta"]["numerics"]
     assert meta["cpu_numerics"] == "portable" and meta["cpu_capability"] == "AVX2" and meta["threads"] == 2
     assert meta["variables"]["MKL_CBWR"] == "COMPATIBLE" and meta["variables"]["OMP_NUM_THREADS"] == "2"
     client = mlflow.tracking.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")

@@ -122,9 +122,10 @@ def test_recipes_are_papers(paper_params):
 
 def test_an_experiment_resolves_to_the_default_pipelines_params(paper_params):
     p = config.experiment_params(paper_params, "resnet110")
-    # paper/ has neither the sweep nor the sensitivity stage: its experiments leave those sections out
-    config.validate({k: p[k] for k, field in config.Params.model_fields.items() if field.is_required()})
+    # one baseline, the file's seed, its files straight in runs/<experiment>/ (config.resolve, flat)
+    assert p["baselines"] == [paper_params["seed"]] and p["baseline"] == p["seed"] == p["data_seed"] == paper_params["seed"]
     assert p["paths"]["baseline"] == "runs/resnet110/baseline.pt" and p["paths"]["data"] == "../data"
+    assert p["paths"]["metrics"] == "runs/resnet110/metrics" and p["paths"]["scores"] == "runs/resnet110/scores"
     assert list(p["prune"]["settings"]) == ["resnet110-r1", "resnet110-r2", "resnet110-r3"]
     nets = config.networks(p)
     assert [n.name for n in nets] == [f"{s}-chip" for s in p["prune"]["settings"]] and {n.criterion for n in nets} == {"chip"}

@@ -20,6 +20,7 @@ SMALL = {
     "prune.settings": {"r1": "[0.]+[0.15]*2+[0.4]*9", "r2": "[0.]+[0.4]*2+[0.5]*3+[0.6]*3+[0.7]*3"},
     "prune.criteria": ["chip"],
     "latency.repeats": 0,  # timings differ between runs; test_latency_is_measured_and_tabulated turns them on
+    "baselines": [0],  # one baseline (test_a_baseline_added_later_runs_only_its_own_stages adds one)
     "seeds": [0, 1],  # two fine-tuning runs per network
     "sweep.schemes": ["inner", "r2"],
     "sweep.ratios": [0.5, 0.9],
@@ -28,8 +29,8 @@ SMALL = {
     "sensitivity.images": 64,
     "sensitivity.bn_images": 64,
 }
-ALL_STAGES = {"check_params", "train_baseline", "extract_features", "score@chip", "sensitivity",
-              *(f"{s}@chip-{r}" for s in ("prune", "finetune", "evaluate") for r in ("r1", "r2")), "sweep", "report",
+ALL_STAGES = {"check_params", "train_baseline@0", "extract_features@0", "score@0-chip", "sensitivity@0", "ablation@0",
+              *(f"{s}@0-chip-{r}" for s in ("prune", "finetune", "evaluate") for r in ("r1", "r2")), "sweep", "report",
               "mlflow_sync"}
 LIVE = ("train_baseline", "finetune")  # the training stages log their own runs; mlflow_sync builds the others
 
@@ -101,7 +102,7 @@ def test_pipeline_writes_tables_and_metrics(project):
         assert (project / "results" / name).is_file()
     rows = (project / "results" / "table.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("model,criterion,setting,sparsity")
-    rec = json.loads((project / "results/metrics/evaluate/chip-r2.json").read_text())
+    rec = json.loads((project / "results/metrics/b0/evaluate/chip-r2.json").read_text())
     assert rec["params"] < rec["baseline_params"] and rec["params_reduction_pct"] > 50
     assert not list(project.rglob("*.tmp"))
 
@@ -109,21 +110,21 @@ def test_pipeline_writes_tables_and_metrics(project):
 def test_evaluate_records_which_test_images_each_network_gets_right(project):
     """The per-image bits the comparison pairs networks by: as many as test images, and their
     share of ones is the network's top-1."""
-    from prunelab import significance
+    from prunelab import correctness
 
     for net in ("chip-r1", "chip-r2"):
-        rec = json.loads((project / f"results/metrics/evaluate/{net}.json").read_text())
+        rec = json.loads((project / f"results/metrics/b0/evaluate/{net}.json").read_text())
         assert rec["test_images"] == 360  # digits' stratified 20% hold-out
         per_seed = rec["test_correct_per_seed"].split()
         assert rec["seeds"] == "0 1" and len(per_seed) == 2
         for bits, top1 in zip(per_seed, rec["top1_per_seed"].split()):
-            assert 100 * significance.decode(bits, 360).mean() == pytest.approx(float(top1), abs=0.005)
-        assert 100 * np.mean([significance.decode(b, 360).mean() for b in per_seed]) == pytest.approx(rec["top1"])
+            assert 100 * correctness.decode(bits, 360).mean() == pytest.approx(float(top1), abs=0.005)
+        assert 100 * np.mean([correctness.decode(b, 360).mean() for b in per_seed]) == pytest.approx(rec["top1"])
         # before fine-tuning: the prune stage's bits (chip: one network, once per seed), carried on
-        pruned = json.loads((project / f"results/metrics/prune/{net}.json").read_text())
+        pruned = json.loads((project / f"results/metrics/b0/prune/{net}.json").read_text())
         a, b = pruned["test_correct_before_finetune"].split()
         assert a == b and rec["test_correct_before_finetune"] == pruned["test_correct_before_finetune"]
-        assert 100 * significance.decode(a, 360).mean() == pytest.approx(pruned["top1_before_finetune"], abs=1e-9)
+        assert 100 * correctness.decode(a, 360).mean() == pytest.approx(pruned["top1_before_finetune"], abs=1e-9)
     table = (project / "results" / "table.csv").read_text()
     assert "test_correct_per_seed" not in table and "test_correct_before_finetune" not in table
 
@@ -140,9 +141,9 @@ def test_record_run_gives_each_stage_its_time(project):
     assert "min from" in r.stdout
     assert set(record["stages_s"]) == ALL_STAGES - {"check_params", "mlflow_sync"}
     assert sum(record["stages_s"].values()) == pytest.approx(record["span_s"], abs=0.1 * len(record["stages_s"]))
-    assert record["stages_s"]["train_baseline"] > 0 and re.fullmatch(r"\d{4}-\d\d-\d\d", record["date"])
-    tb = next(r for r in _runs_by_stage(project)["train_baseline"] if "restored_from" not in r.data.tags)
-    assert record["stages_s"]["train_baseline"] >= (tb.info.end_time - tb.info.start_time) / 1000 - 0.5
+    assert record["stages_s"]["train_baseline@0"] > 0 and re.fullmatch(r"\d{4}-\d\d-\d\d", record["date"])
+    tb = next(r for r in _runs_by_stage(project)["train_baseline@0"] if "restored_from" not in r.data.tags)
+    assert record["stages_s"]["train_baseline@0"] >= (tb.info.end_time - tb.info.start_time) / 1000 - 0.5
     assert "CPUs" in record["machine"]
 
 
@@ -172,12 +173,12 @@ def test_mlflow_has_a_run_per_stage_with_params_metrics_and_tags(project):
     exp = client.get_experiment_by_name("prunelab")
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     assert ALL_STAGES - {"mlflow_sync"} <= {r.info.run_name for r in runs}  # mlflow_sync writes no result
-    ev = next(r for r in runs if r.info.run_name == "evaluate@chip-r1")
+    ev = next(r for r in runs if r.info.run_name == "evaluate@0-chip-r1")
     assert {"top1", "loss", "params", "macs", "flops_paper", "params_reduction_pct", "macs_reduction_pct",
             "flops_paper_reduction_pct"} <= set(ev.data.metrics)
     assert {"stage", "model", "criterion", "sparsity", "git_commit"} <= set(ev.data.tags)
     assert ev.data.tags["model"] == "resnet20" and ev.data.tags["sparsity"] == SMALL["prune.settings"]["r1"]
-    tb = next(r for r in runs if r.info.run_name == "train_baseline")
+    tb = next(r for r in runs if r.info.run_name == "train_baseline@0")
     assert tb.data.params["train.epochs"] == "2"
     assert len(client.get_metric_history(tb.info.run_id, "top1")) == 2  # one point per epoch
     # every run says which CPU numerics made its results (here portable: SMALL); a run the stage
@@ -192,11 +193,35 @@ def test_mlflow_has_a_run_per_stage_with_params_metrics_and_tags(project):
 def test_a_finetune_param_reruns_only_finetune_and_what_follows(project):
     edit_params(project, **{"finetune.epochs": 2})
     stale = set(json.loads(dvc(project, "status", "--json").stdout))
-    assert stale == {"check_params", "finetune@chip-r1", "finetune@chip-r2", "mlflow_sync"}
+    assert stale == {"check_params", "finetune@0-chip-r1", "finetune@0-chip-r2", "mlflow_sync"}
     r = dvc(project, "repro")
-    assert ran(r.stdout) == {"check_params", "finetune@chip-r1", "finetune@chip-r2", "evaluate@chip-r1",
-                             "evaluate@chip-r2", "report", "mlflow_sync"}
+    assert ran(r.stdout) == {"check_params", "finetune@0-chip-r1", "finetune@0-chip-r2", "evaluate@0-chip-r1",
+                             "evaluate@0-chip-r2", "report", "mlflow_sync"}
 
+
+def test_a_baseline_added_later_runs_only_its_own_stages(tmp_path_factory, tmp_path):
+    """Baselines are the replicates: a second one trains, extracts, scores, prunes, fine-tunes and
+    evaluates its own networks (stages named after it, files in its own folders); nothing of the
+    first re-runs, the table gives each network's mean ± standard deviation over the two
+    baselines (each baseline's top-1 the mean over its fine-tuning seeds), and MLflow names the
+    baseline of every run."""
+    project = copy_of(small_project(tmp_path_factory), tmp_path / "project")
+    first = {k: v for k, v in outputs(project).items() if "/b0/" in k}
+    edit_params(project, baselines=[0, 1])
+    r = dvc(project, "repro")
+    assert ran(r.stdout) == {"check_params", "train_baseline@1", "extract_features@1", "score@1-chip", "sensitivity@1",
+                             "ablation@1",
+                             *(f"{s}@1-chip-{t}" for s in ("prune", "finetune", "evaluate") for t in ("r1", "r2")),
+                             "report", "mlflow_sync"}, r.stdout
+    assert {k: v for k, v in outputs(project).items() if k in first} == first and len(first) > 10
+    per_baseline = [json.loads((project / f"results/metrics/b{b}/evaluate/chip-r2.json").read_text()) for b in (0, 1)]
+    assert [rec["baseline"] for rec in per_baseline] == ["0", "1"]
+    assert per_baseline[0]["top1_per_seed"] != per_baseline[1]["top1_per_seed"]  # another training, not a copy
+    tops = [rec["top1"] for rec in per_baseline]  # each the mean over seeds 0 and 1
+    assert f"{np.mean(tops):.2f} ± {np.std(tops, ddof=1):.2f} (2 baselines)" in (project / "results/table.md").read_text()
+    runs = _runs_by_stage(project)
+    assert len(runs["finetune@1-chip-r2"]) == 2 and all(run.data.tags["baseline"] == "1" for run in runs["finetune@1-chip-r2"])
+    assert runs["evaluate@0-chip-r2"] and all(run.data.tags["baseline"] == "0" for run in runs["evaluate@0-chip-r2"])
 
 
 def test_latency_is_measured_and_tabulated_apart(project):
@@ -205,8 +230,8 @@ def test_latency_is_measured_and_tabulated_apart(project):
     deterministic = {k: v for k, v in outputs(project).items() if "latency" not in k}
     edit_params(project, **{"latency.repeats": 3, "latency.warmup": 1, "latency.batch_sizes": [1, 32]})
     r = dvc(project, "repro")
-    assert ran(r.stdout) == {"check_params", "evaluate@chip-r1", "evaluate@chip-r2", "report", "mlflow_sync"}
-    rec = json.loads((project / "results/metrics/latency/chip-r2.json").read_text())
+    assert ran(r.stdout) == {"check_params", "evaluate@0-chip-r1", "evaluate@0-chip-r2", "report", "mlflow_sync"}
+    rec = json.loads((project / "results/metrics/b0/latency/chip-r2.json").read_text())
     for b in (1, 32):
         base, pruned = rec[f"latency_cpu_b{b}_baseline_ms"], rec[f"latency_cpu_b{b}_pruned_ms"]
         assert 0 < base and 0 < pruned and rec[f"speedup_cpu_b{b}"] == base / pruned
@@ -295,7 +320,7 @@ def test_experiment_opens_on_runs_and_runs_carry_data_and_checkpoints(project):
     exp = client.get_experiment_by_name("prunelab")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     runs = _runs_by_stage(project)
-    ev = runs["evaluate@chip-r1"][0]
+    ev = runs["evaluate@0-chip-r1"][0]
     (dataset,) = [d.dataset for d in ev.inputs.dataset_inputs]
     assert dataset.name == "digits-8px" and len(dataset.digest) > 8
     # the evaluate run records what made its network: pruning and fine-tuning params
@@ -303,7 +328,7 @@ def test_experiment_opens_on_runs_and_runs_carry_data_and_checkpoints(project):
     import yaml
 
     assert ev.data.params["finetune.epochs"] == str(yaml.safe_load((project / "params.yaml").read_text())["finetune"]["epochs"])
-    for stage in ("prune@chip-r1", "finetune@chip-r1"):
+    for stage in ("prune@0-chip-r1", "finetune@0-chip-r1"):
         run = next(r for r in runs[stage] if r.data.tags.get("seed", "0") == "0")
         run_id = run.info.run_id
         artifacts = [a.path for a in client.list_artifacts(run_id)]
@@ -324,7 +349,7 @@ def test_a_run_left_running_by_a_killed_stage_is_closed(project):
     dead = subprocess.Popen(["true"])
     dead.wait()
     orphan = client.create_run(exp.experiment_id, tags={"host": socket.gethostname(), "pid": str(dead.pid)},
-                               run_name="finetune@chip-r1")
+                               run_name="finetune@0-chip-r1")
     assert client.get_run(orphan.info.run_id).info.status == "RUNNING"
     dvc(project, "repro")  # mlflow_sync, as any stage, closes it
     assert client.get_run(orphan.info.run_id).info.status == "KILLED"
@@ -334,15 +359,15 @@ def test_table_from_mlflow_refuses_without_a_run_matching_dvc_lock(project):
     client = _client(project)
     results = project / "results"
     before = {p.name: p.read_bytes() for p in results.iterdir() if p.is_file()}
-    for r in _runs_by_stage(project)["evaluate@chip-r2"]:
+    for r in _runs_by_stage(project)["evaluate@0-chip-r2"]:
         client.delete_run(r.info.run_id)
     r = run([str(BIN / "python"), "-m", "prunelab.cli", "table", "--from-mlflow"], project, check=False)
     assert r.returncode == 2
     (line,) = r.stderr.strip().splitlines()
-    assert line.startswith("error: evaluate@chip-r2: no finished MLflow run matches dvc.lock"), r.stderr
+    assert line.startswith("error: evaluate@0-chip-r2: no finished MLflow run matches dvc.lock"), r.stderr
     assert {p.name: p.read_bytes() for p in results.iterdir() if p.is_file()} == before
     dvc(project, "repro")  # restores the deleted stage's run from the tracked files
-    assert any(r.data.tags.get("restored_from") == "dvc.lock" for r in _runs_by_stage(project)["evaluate@chip-r2"])
+    assert any(r.data.tags.get("restored_from") == "dvc.lock" for r in _runs_by_stage(project)["evaluate@0-chip-r2"])
 
 
 def test_a_fresh_store_gets_every_skipped_stage_restored(project):
@@ -362,11 +387,11 @@ def test_a_fresh_store_gets_every_skipped_stage_restored(project):
             assert restored.info.status == "FINISHED" and restored.data.tags["git_commit"]
             assert {k: str(v) for k, v in _flat(next(iter(entry.get("params", {}).values()), {})).items()} \
                 .items() <= restored.data.params.items()
-    ev = json.loads((project / "results/metrics/evaluate/chip-r1.json").read_text())
-    restored_ev = runs["evaluate@chip-r1"][0]
+    ev = json.loads((project / "results/metrics/b0/evaluate/chip-r1.json").read_text())
+    restored_ev = runs["evaluate@0-chip-r1"][0]
     assert restored_ev.data.metrics["top1"] == ev["top1"] and restored_ev.data.tags["sparsity"] == ev["sparsity"]
-    curve = (project / "results/metrics/finetune/chip-r1/seed1.csv").read_text().splitlines()[1:]
-    seed1 = next(r for r in runs["finetune@chip-r1"] if r.data.tags["seed"] == "1")
+    curve = (project / "results/metrics/b0/finetune/chip-r1/seed1.csv").read_text().splitlines()[1:]
+    seed1 = next(r for r in runs["finetune@0-chip-r1"] if r.data.tags["seed"] == "1")
     history = _client(project, "fresh.db").get_metric_history(seed1.info.run_id, "top1")
     assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == \
         [(int(line.split(",")[0]), float(line.split(",")[2])) for line in curve]

@@ -143,11 +143,11 @@ def _bits(text: str):
 def _with_images(rec: dict, after: list[str], before: list[str], before_per_seed: list[float] | None = None) -> dict:
     """rec plus per-image correctness: `after` one bit string per fine-tuning seed, `before` one
     per seed's pruned network (the same string repeated for a criterion with one network)."""
-    from prunelab import significance
+    from prunelab import correctness
 
     rec = dict(rec, test_images=len(after[0]),
-               test_correct_per_seed=" ".join(significance.encode(_bits(b)) for b in after),
-               test_correct_before_finetune=" ".join(significance.encode(_bits(b)) for b in before))
+               test_correct_per_seed=" ".join(correctness.encode(_bits(b)) for b in after),
+               test_correct_before_finetune=" ".join(correctness.encode(_bits(b)) for b in before))
     if before_per_seed is not None:
         rec["top1_before_finetune_per_seed"] = " ".join(f"{t:.2f}" for t in before_per_seed)
     return rec
@@ -181,8 +181,8 @@ def test_rows_fine_tuned_with_different_seeds_are_not_paired_by_seed():
     by_image = report.difference(l, c, before=True)  # one network each: 2 of 8 right against 6 of 8
     assert (by_image.n, by_image.unit, by_image.mean) == (8, "test images", pytest.approx(-50.0))
     text = report.comparison(df)
-    assert _row(text, "after", "CHIP − Random")[1:4] == ["+0.80", "–", "–"]
-    assert _row(text, "before", "CHIP − Random")[1:4] == ["+45.83", "–", "–"]  # 75 - mean(25, 37.5, 25)
+    assert _row(text, "after", "CHIP − Random")[1:] == ["+0.80", "–", "no interval: nothing to pair"]
+    assert _row(text, "before", "CHIP − Random")[1:] == ["+45.83", "–", "no interval: nothing to pair"]  # 75 - mean(25, 37.5, 25)
     assert _row(text, "before", "L1 − CHIP")[3] == "8 test images"
     # the same seeds on both sides: paired, the t interval over the three seeds (2 degrees of freedom)
     same = report.frame([chip, dict(rand, seeds="0 1 2")])
@@ -230,7 +230,7 @@ def test_before_fine_tuning_random_s_draws_are_paired_by_seed_not_by_its_first_d
     assert (d.n, d.unit) == (n, "seeds")
     assert (d.mean, d.low, d.high) == pytest.approx((mean, mean - half, mean + half))
     cells = _row(report.comparison(df), "before", "CHIP − Random")
-    assert cells[1] == f"{mean:+.2f}" and cells[3] == f"{n} seeds"
+    assert cells[1] == f"{mean:+.2f}" and cells[3] == f"{n} fine-tuning seeds of one baseline"
     assert cells[2] == f"[{mean - half:+.2f}, {mean + half:+.2f}]".replace("-", "−")
 
 
@@ -247,7 +247,7 @@ def test_a_difference_that_rounds_to_zero_is_printed_plus_zero():
     d = report.difference(*seeds.itertuples(index=False))
     assert d.mean == pytest.approx(-0.003) and d.n == 2
     cells = _row(report.comparison(seeds), "after", "CHIP − Random")
-    assert cells[1] == "+0.00" and cells[3] == "2 seeds"
+    assert cells[1] == "+0.00" and cells[3] == "2 fine-tuning seeds of one baseline"
 
 
 def test_two_seeds_are_paired_by_seed_and_shown_with_their_spread(tmp_path):
@@ -263,13 +263,13 @@ def test_two_seeds_are_paired_by_seed_and_shown_with_their_spread(tmp_path):
     half = stats.t.ppf(0.975, 1) * 0.1
     assert half == pytest.approx(1.27062, abs=1e-5)
     cells = _row(out["comparison.md"].read_text(), "after", "CHIP − Random")
-    assert cells[1:] == ["+0.80", f"[{0.8 - half:+.2f}, {0.8 + half:+.2f}]".replace("-", "−"), "2 seeds",
-                         "not distinguishable"]
+    assert cells[1:] == ["+0.80", f"[{0.8 - half:+.2f}, {0.8 + half:+.2f}]".replace("-", "−"),
+                         "2 fine-tuning seeds of one baseline"]
 
 
 def test_table_csv_leaves_out_the_per_image_bit_strings(tmp_path):
     """table.csv is the table's numbers, one line per network: the per-image correctness strings
-    (significance.PER_IMAGE_FIELDS, thousands of hex digits on a real test set) stay in the
+    (correctness.PER_IMAGE_FIELDS, thousands of hex digits on a real test set) stay in the
     evaluate records; the number of test images is kept."""
     import csv as csv_module
 

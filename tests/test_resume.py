@@ -13,7 +13,7 @@ from prunelab import checkpoint
 
 EPOCHS = 4
 SMALL = {"model.arch": "resnet20", "train.epochs": EPOCHS, "prune.settings": {"r1": "[0.]+[0.15]*2+[0.4]*9"}}
-OUTPUTS = ("models/baseline.pt", "results/metrics/train_baseline.json", "results/metrics/train_baseline.csv")
+OUTPUTS = ("models/b0/baseline.pt", "results/metrics/b0/train_baseline.json", "results/metrics/b0/train_baseline.csv")
 
 
 def test_killed_baseline_training_resumes_to_identical_outputs(tmp_path):
@@ -24,14 +24,14 @@ def test_killed_baseline_training_resumes_to_identical_outputs(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     # the event: the stage writes its resume state after its first epoch; killed then, it has
     # EPOCHS - 1 epochs left, however fast or loaded the machine is
-    resume = killed / "models" / ".baseline.pt.resume"
+    resume = killed / "models" / "b0" / ".baseline.pt.resume"
     while not resume.is_file():
         assert proc.poll() is None, "the stage exited without writing its resume state"
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     epoch = checkpoint.torch_load(resume, ("train",))["train"]["epoch"]
-    assert 0 <= epoch < EPOCHS - 1 and not (killed / "models" / "baseline.pt").exists()
+    assert 0 <= epoch < EPOCHS - 1 and not (killed / "models" / "b0" / "baseline.pt").exists()
 
     r = stage(killed, "train_baseline")
     assert r.returncode == 0, r.stderr
@@ -65,17 +65,17 @@ FINETUNE = {"model.arch": "resnet20", "train.epochs": 1, "finetune.epochs": EPOC
 
 @pytest.mark.slow  # two dvc repro runs with a kill between: minutes (make test-slow, CI)
 def test_finetune_killed_under_dvc_repro_keeps_its_finished_seed_and_resumes_the_other(tmp_path):
-    """`dvc repro` killed (SIGKILL, DVC and the stage) while finetune@chip-r1 trains its second
+    """`dvc repro` killed (SIGKILL, DVC and the stage) while finetune@0-chip-r1 trains its second
     seed, the first one written. The next `dvc repro` (DVC deletes the network's outputs first)
     gets seed 0 back from its final state, without training it or logging a second run, continues
     seed 1 from its saved epoch in the same MLflow run, and ends with the bytes an uninterrupted
     fine-tuning (the stage forced to run again from scratch) gives."""
     project = copy_project(tmp_path / "p", **FINETUNE)
-    target = "finetune@chip-r1"  # and what it needs: the sweep, evaluate and report are not waited for
+    target = "finetune@0-chip-r1"  # and what it needs: the sweep, evaluate and report are not waited for
     proc = subprocess.Popen([str(BIN / "dvc"), "repro", target], cwd=project, env=env(project),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     # written after each of its epochs, beside the network's output folder (DVC deletes that folder)
-    states = project / "models" / "finetuned"
+    states = project / "models" / "b0" / "finetuned"
     resume = [states / f".chip-r1.seed{s}.pt.resume" for s in (0, 1)]
     while not resume[1].is_file():
         assert proc.poll() is None, "dvc repro exited before finetune's second seed wrote its resume state"
@@ -89,7 +89,7 @@ def test_finetune_killed_under_dvc_repro_keeps_its_finished_seed_and_resumes_the
     assert f"Running stage '{target}'" in r.stdout, r.stdout
     assert not [p for p in resume if p.exists()]  # gone once the network's last seed is written
     outputs = [f"{d}/chip-r1/seed{s}.{x}" for s in (0, 1) for d, x in (("models/finetuned", "pt"),
-                                                                      ("results/metrics/finetune", "csv"))]
+                                                                      ("results/metrics/b0/finetune", "csv"))]
     resumed = {out: (project / out).read_bytes() for out in outputs}
 
     import mlflow
@@ -116,7 +116,7 @@ def test_ctrl_c_stops_a_stage_with_one_line(tmp_path):
     project = copy_project(tmp_path / "p", **{**SMALL, "train.epochs": 50})
     proc = subprocess.Popen([str(BIN / "python"), "stages/train_baseline.py"], cwd=project, env=env(project),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    resume = project / "models" / ".baseline.pt.resume"
+    resume = project / "models" / "b0" / ".baseline.pt.resume"
     while not resume.is_file():
         assert proc.poll() is None, "the stage exited without writing its resume state"
         time.sleep(0.02)

@@ -12,7 +12,7 @@ from helpers import BIN, ROOT, copy_project, env, stage
 from prunelab import checkpoint, pipeline
 
 SMALL = {"model.arch": "resnet20", "train.epochs": 3, "prune.settings": {"r1": "[0.]+[0.15]*2+[0.4]*9"}}
-OUTPUTS = ("models/baseline.pt", "results/metrics/train_baseline.json", "results/metrics/train_baseline.csv")
+OUTPUTS = ("models/b0/baseline.pt", "results/metrics/b0/train_baseline.json", "results/metrics/b0/train_baseline.csv")
 
 # A change to prunelab/engine.py (a dep of train_baseline in dvc.yaml) that changes the result:
 # every parameter starts 0.001 higher. A state saved by the old code then leads elsewhere than a
@@ -34,13 +34,13 @@ def test_a_state_saved_by_other_code_is_not_resumed(tmp_path):
     clean, killed = copy_project(tmp_path / "clean", **SMALL), copy_project(tmp_path / "killed", **SMALL)
     proc = subprocess.Popen([str(BIN / "python"), "stages/train_baseline.py"], cwd=killed, env=env(killed),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    resume = killed / "models" / ".baseline.pt.resume"
+    resume = killed / "models" / "b0" / ".baseline.pt.resume"
     while not resume.is_file():  # the event: the state after the first epoch
         assert proc.poll() is None, "the stage exited without writing its resume state"
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (killed / "models" / "baseline.pt").exists()
+    assert not (killed / "models" / "b0" / "baseline.pt").exists()
 
     for project in (clean, killed):
         with open(project / "prunelab" / "engine.py", "a") as f:

@@ -49,12 +49,12 @@ def measured(tmp_path_factory):
 
 
 def rows_of(project) -> list[dict]:
-    with open(project / "results" / "sensitivity.csv") as f:
+    with open(project / "results" / "metrics" / "b0" / "sensitivity.csv") as f:
         return list(csv.DictReader(f))
 
 
 def data_of(project):
-    params = config.load_params(project / "params.yaml")
+    params = config.resolve(config.load_params(project / "params.yaml"), 0)
     params = {**params, "paths": {**params["paths"], "data": str(project / "data")}}
     return params, pipeline.load_data(params)
 
@@ -104,12 +104,12 @@ def test_every_row_is_the_unpruned_network_with_the_slot_s_channels_zeroed(measu
     re-estimated on the same batches, on the same images. Every row's MACs: PyTorch's count."""
     params, splits = data_of(measured)
     rows = rows_of(measured)
-    base = checkpoint.load(measured / "models" / "baseline.pt")
-    scores = checkpoint.torch_load(measured / "scores" / "chip.pt", ("scores", "meta"))["scores"]
+    base = checkpoint.load(measured / "models" / "b0" / "baseline.pt")
+    scores = checkpoint.torch_load(measured / "models" / "b0" / "scores" / "chip.pt", ("scores", "meta"))["scores"]
     arch, widths, shape = base["arch"], base["widths"], pipeline.input_shape(splits)
     slots = sensitivity.num_slots(arch)
     assert [(int(r["slot"]), float(r["rate"])) for r in rows] == [(i, r) for i in range(slots) for r in TINY["sensitivity.rates"]]
-    info = json.loads((measured / "results" / "sensitivity.json").read_text())
+    info = json.loads((measured / "results" / "metrics" / "b0" / "sensitivity.json").read_text())
     idx = data.balanced_subset(splits.y_train, 96, 10, 0)  # the stage's draw: 96 training images, by seed
     images = (splits.x_train[idx].float() / 255 - splits.mean[None, :, None, None]) / splits.std[None, :, None, None]
     labels = splits.y_train[idx]
@@ -158,7 +158,7 @@ def test_auto_rates_reach_the_macs_and_sum_the_least_sensitivity(measured):
     additive problem, sum no less."""
     _, splits = data_of(measured)
     shape = pipeline.input_shape(splits)
-    info = json.loads((measured / "results" / "sensitivity.json").read_text())
+    info = json.loads((measured / "results" / "metrics" / "b0" / "sensitivity.json").read_text())
     rows, n = rows_of(measured), info["images"]
     base = models.build_model("resnet20", models.default_widths("resnet20"), 1, 10)
     base_macs = macs(base, shape)
@@ -191,16 +191,16 @@ def test_auto_rates_reach_the_macs_and_sum_the_least_sensitivity(measured):
     if r1_additive >= auto["additive_target_pct"]:  # then r1 was a candidate of the last round
         assert (auto["summed_drop_images"], auto["summed_loss_increase"]) <= (
             auto["hand_set_summed_drop_images"], auto["hand_set_summed_loss_increase"] + 1e-9)
-    png = measured / "results" / "sensitivity.png"
+    png = measured / "results" / "metrics" / "b0" / "sensitivity.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_an_auto_setting_prunes_at_the_rates_the_sensitivity_stage_picked(measured, tmp_path):
-    info = json.loads((measured / "results" / "sensitivity.json").read_text())
+    info = json.loads((measured / "results" / "metrics" / "b0" / "sensitivity.json").read_text())
     rates = parse_sparsity(info["auto"]["auto"]["rates"])
-    saved = checkpoint.load(measured / "models" / "pruned" / "chip-auto" / "seed0.pt")
+    saved = checkpoint.load(measured / "models" / "b0" / "pruned" / "chip-auto" / "seed0.pt")
     assert saved["widths"] == models.pruned_widths("resnet20", rates)
-    record = json.loads((measured / "results" / "metrics" / "prune" / "chip-auto.json").read_text())
+    record = json.loads((measured / "results" / "metrics" / "b0" / "prune" / "chip-auto.json").read_text())
     assert record["rates"] == info["auto"]["auto"]["rates"]
     # a changed auto: spec whose rates were not picked yet: refused by name, nothing pruned
     edit_params(measured, **{"prune.settings": {**TINY["prune.settings"], "auto": "auto:0.3"}})
@@ -210,7 +210,7 @@ def test_an_auto_setting_prunes_at_the_rates_the_sensitivity_stage_picked(measur
         edit_params(measured, **{"prune.settings": TINY["prune.settings"]})
     assert code == 2 and err.count("\n") == 1, err
     assert err.startswith("error: prune.settings.auto") and "re-run the sensitivity stage" in err, err
-    assert checkpoint.load(measured / "models" / "pruned" / "chip-auto" / "seed0.pt")["widths"] == saved["widths"]
+    assert checkpoint.load(measured / "models" / "b0" / "pruned" / "chip-auto" / "seed0.pt")["widths"] == saved["widths"]
 
 
 BAD = [

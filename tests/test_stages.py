@@ -13,7 +13,7 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from helpers import ROOT, copy_project, edit_params, set_params, stage, stage_in_process
-from prunelab import checkpoint, config, models, pipeline, significance
+from prunelab import checkpoint, config, correctness, models, pipeline
 from prunelab.errors import PrunelabError
 
 ROW1_R20 = "[0.]+[0.15]*2+[0.4]*9"
@@ -77,7 +77,7 @@ def test_a_missing_dataset_names_paths_data_and_the_download_switch(tmp_path):
     params = config.validate(default_params(**{"data.name": "cifar10", "data.image_size": 32,
                                                "paths.data": str(tmp_path / "no" / "such" / "dir")}))
     with pytest.raises(config.ConfigError) as e:
-        pipeline.load_data(params)
+        pipeline.load_data(config.resolve(params, params["baselines"][0]))
     message = str(e.value)
     assert "\n" not in message and message.startswith("paths.data") and "data.download: true" in message, message
     assert not (tmp_path / "no").exists()
@@ -96,12 +96,12 @@ def test_a_stage_given_bad_params_exits_2_with_one_line_and_writes_nothing(tmp_p
 
 def test_corrupt_checkpoint_is_named_and_nothing_is_written(tmp_path):
     project = copy_project(tmp_path / "p")
-    (project / "models").mkdir()
-    (project / "models" / "baseline.pt").write_bytes(b"\x00garbage")
+    (project / "models" / "b0").mkdir(parents=True)
+    (project / "models" / "b0" / "baseline.pt").write_bytes(b"\x00garbage")
     before = files_under(project)
     code, err = stage_in_process(project, "extract_features")
     assert code == 2 and err.count("\n") == 1, err
-    assert err.startswith("error: ") and "models/baseline.pt" in err and "corrupt" in err, err
+    assert err.startswith("error: ") and "models/b0/baseline.pt" in err and "corrupt" in err, err
     assert files_under(project) == before
 
 
@@ -117,18 +117,18 @@ def test_pretrained_weights_become_the_baseline_without_training(tmp_path):
     torch.save(model.state_dict(), project / "given.pth")
     code, err = stage_in_process(project, "train_baseline")
     assert code == 0, err
-    saved = checkpoint.load(project / "models" / "baseline.pt")
+    saved = checkpoint.load(project / "models" / "b0" / "baseline.pt")
     assert all(torch.equal(saved["state_dict"][k], v) for k, v in model.state_dict().items())
-    metrics = json.loads((project / "results" / "metrics" / "train_baseline.json").read_text())
+    metrics = json.loads((project / "results" / "metrics" / "b0" / "train_baseline.json").read_text())
     images, labels = held_out(project)
     assert metrics["params"] == sum(p.numel() for p in model.parameters())
     assert metrics["top1"] == pytest.approx(oracles.top1(model, images, labels), abs=1e-9)
-    assert (project / "results" / "metrics" / "train_baseline.csv").read_text().count("\n") == 2  # header + 1 row
+    assert (project / "results" / "metrics" / "b0" / "train_baseline.csv").read_text().count("\n") == 2  # header + 1 row
 
 
 def held_out(project) -> tuple[torch.Tensor, torch.Tensor]:
     """The project's normalised test images and labels, as the stages load them."""
-    params = config.load_params(project / "params.yaml")
+    params = config.resolve(config.load_params(project / "params.yaml"), 0)
     splits = pipeline.load_data({**params, "paths": {**params["paths"], "data": str(project / "data")}})
     batches = list(splits.test_loader(512))
     return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
@@ -160,6 +160,34 @@ def load(path, keys):
     return checkpoint.torch_load(path, keys)
 
 
+def test_the_ablation_crosses_ranking_widths_and_recovery_and_meets_the_prune_stage(every_path):
+    """Against the prune stage, which computes some of its cells another way: CHIP's ranking at the
+    setting's rates with no recovery is the prune stage's CHIP network before fine-tuning, random's
+    its first seed's draw; SNPFI's ranking at SNPFI's widths is the prune stage's SNPFI network
+    before its recovery (none), after its refit (refit) and after the refit and the BatchNorm
+    re-estimation (refit+bn). Every ranking x 2 widths x 4 recoveries is there, and the rates'
+    networks remove what the prune stage's remove."""
+    from prunelab import ablation
+
+    code, err = stage_in_process(every_path, "ablation")
+    assert code == 0, err[-3000:]
+    rows = ablation.read_csv(every_path / "results" / "metrics" / "b0" / "ablation.csv")
+    cell = {(r["ranking"], r["widths"], r["recovery"]): r for r in rows}
+    assert set(cell) == {(c, w, r) for c in CRITERIA for w in ablation.WIDTHS for r in ablation.RECOVERIES}
+    pruned = {c: json.loads((every_path / "results" / "metrics" / "b0" / "prune" / f"{c}-r1.json").read_text())
+              for c in CRITERIA}
+    assert cell["chip", "rates", "none"]["top1"] == pytest.approx(pruned["chip"]["top1_before_finetune"], abs=1e-6)
+    assert cell["random", "rates", "none"]["top1"] == pytest.approx(
+        float(pruned["random"]["top1_before_finetune_per_seed"].split()[0]), abs=0.005)
+    snpfi = pruned["snpfi"]
+    assert cell["snpfi", "snpfi", "none"]["top1"] == pytest.approx(snpfi["top1_before_recovery"], abs=1e-6)
+    assert cell["snpfi", "snpfi", "refit"]["top1"] == pytest.approx(snpfi["top1_after_refit"], abs=1e-6)
+    assert cell["snpfi", "snpfi", "refit+bn"]["top1"] == pytest.approx(snpfi["top1_before_finetune"], abs=1e-6)
+    for c in CRITERIA:
+        assert cell[c, "rates", "none"]["macs"] == pruned["chip"]["macs"]
+        assert cell[c, "snpfi", "none"]["macs"] == pruned["snpfi"]["macs"]
+
+
 def build(path):
     return checkpoint.build(checkpoint.load(path)).eval()
 
@@ -169,14 +197,14 @@ def test_scores_are_the_criterion_s_definition_with_their_provenance(every_path,
     p = every_path
     keys = {"snpfi": ("scores", "meta", "utilization"), "random": ("scores", "meta", "scores_per_seed")}.get(
         criterion, ("scores", "meta"))
-    saved = load(p / "scores" / f"{criterion}.pt", keys)
+    saved = load(p / "models" / "b0" / "scores" / f"{criterion}.pt", keys)
     groups = models.channel_groups("resnet20")
     assert saved["meta"]["criterion"] == criterion
-    assert saved["meta"]["baseline_md5"] == md5(p / "models" / "baseline.pt")
+    assert saved["meta"]["baseline_md5"] == md5(p / "models" / "b0" / "baseline.pt")
     assert set(saved["scores"]) == {g.name for g in groups}
-    baseline = build(p / "models" / "baseline.pt")
+    baseline = build(p / "models" / "b0" / "baseline.pt")
     modules = dict(baseline.named_modules())
-    maps = load(p / "features" / "stats.pt", ("maps",))["maps"]  # {layer: (16, C, H, W)}
+    maps = load(p / "models" / "b0" / "features.pt", ("maps",))["maps"]  # {layer: (16, C, H, W)}
     for g in groups:
         got = saved["scores"][g.name].double()
         width = modules[g.producers[0]].weight.shape[0]
@@ -213,14 +241,14 @@ def macs(model, shape=(1, 8, 8)) -> int:
 def test_pruned_network_keeps_the_top_scoring_channels_and_its_metrics_are_its_own(every_path, criterion):
     p = every_path
     keys = ("scores", "meta", "scores_per_seed") if criterion == "random" else ("scores", "meta")
-    saved = load(p / "scores" / f"{criterion}.pt", keys)
-    metrics = json.loads((p / "results" / "metrics" / "prune" / f"{criterion}-r1.json").read_text())
+    saved = load(p / "models" / "b0" / "scores" / f"{criterion}.pt", keys)
+    metrics = json.loads((p / "results" / "metrics" / "b0" / "prune" / f"{criterion}-r1.json").read_text())
     images, labels = held_out(p)
     per_seed = metrics["top1_before_finetune_per_seed"].split()
     bits = metrics["test_correct_before_finetune"].split()
     assert metrics["seeds"] == "0 1" and len(per_seed) == len(bits) == 2
     for seed in (0, 1):  # one pruned network per fine-tuning seed
-        ckpt = checkpoint.load(p / "models" / "pruned" / f"{criterion}-r1" / f"seed{seed}.pt")
+        ckpt = checkpoint.load(p / "models" / "b0" / "pruned" / f"{criterion}-r1" / f"seed{seed}.pt")
         scores = saved["scores_per_seed"][seed] if criterion == "random" else saved["scores"]
         for group, kept in ckpt["meta"]["keep"].items():
             s = scores[group]
@@ -228,45 +256,45 @@ def test_pruned_network_keeps_the_top_scoring_channels_and_its_metrics_are_its_o
             assert kept == sorted(kept) and kept, group
             if dropped:  # no dropped channel outscores a kept one
                 assert s[kept].min() >= s[dropped].max(), group
-        pruned = build(p / "models" / "pruned" / f"{criterion}-r1" / f"seed{seed}.pt")
+        pruned = build(p / "models" / "b0" / "pruned" / f"{criterion}-r1" / f"seed{seed}.pt")
         assert metrics["params"] == sum(t.numel() for t in pruned.parameters())
         assert metrics["macs"] == macs(pruned) and metrics["flops_paper"] == oracles.flops_paper(pruned, (1, 8, 8))
         top1 = oracles.top1(pruned, images, labels)
         assert float(per_seed[seed]) == pytest.approx(top1, abs=0.005)
-        assert 100 * significance.decode(bits[seed], len(labels)).mean() == pytest.approx(top1, abs=1e-9)
+        assert 100 * correctness.decode(bits[seed], len(labels)).mean() == pytest.approx(top1, abs=1e-9)
     assert metrics["top1_before_finetune"] == pytest.approx(statistics.fmean(map(float, per_seed)), abs=0.01)
-    keeps = [checkpoint.load(p / "models" / "pruned" / f"{criterion}-r1" / f"seed{s}.pt")["meta"]["keep"] for s in (0, 1)]
+    keeps = [checkpoint.load(p / "models" / "b0" / "pruned" / f"{criterion}-r1" / f"seed{s}.pt")["meta"]["keep"] for s in (0, 1)]
     # random prunes each seed's own draw; every other criterion the same network for both seeds
     assert (keeps[0] != keeps[1]) == (criterion == "random") and (bits[0] != bits[1]) <= (criterion == "random")
-    baseline_macs = macs(build(p / "models" / "baseline.pt"))
+    baseline_macs = macs(build(p / "models" / "b0" / "baseline.pt"))
     if criterion == "snpfi":  # its own widths, for the MACs reduction the rates give
-        rate_based = build(p / "models" / "pruned" / "chip-r1" / "seed0.pt")
+        rate_based = build(p / "models" / "b0" / "pruned" / "chip-r1" / "seed0.pt")
         target = 100 * (1 - macs(rate_based) / baseline_macs)
         assert metrics["target_macs_reduction_pct"] == pytest.approx(target, abs=1e-9)
         assert metrics["reached_macs_reduction_pct"] == pytest.approx(100 * (1 - metrics["macs"] / baseline_macs))
         assert abs(metrics["reached_macs_reduction_pct"] - target) <= 1.0
         assert {"top1_before_recovery", "top1_after_refit"} <= set(metrics)
     else:  # the rates alone set the widths: every rate-based criterion's network has the same shape
-        assert checkpoint.load(p / "models" / "pruned" / f"{criterion}-r1" / "seed0.pt")["widths"] == \
-            checkpoint.load(p / "models" / "pruned" / "chip-r1" / "seed0.pt")["widths"]
+        assert checkpoint.load(p / "models" / "b0" / "pruned" / f"{criterion}-r1" / "seed0.pt")["widths"] == \
+            checkpoint.load(p / "models" / "b0" / "pruned" / "chip-r1" / "seed0.pt")["widths"]
 
 
 @pytest.mark.parametrize("criterion", CRITERIA)
 def test_finetuned_network_is_evaluated_against_the_baseline(every_path, criterion):
     p = every_path
-    record = json.loads((p / "results" / "metrics" / "evaluate" / f"{criterion}-r1.json").read_text())
-    baseline = json.loads((p / "results" / "metrics" / "train_baseline.json").read_text())
+    record = json.loads((p / "results" / "metrics" / "b0" / "evaluate" / f"{criterion}-r1.json").read_text())
+    baseline = json.loads((p / "results" / "metrics" / "b0" / "train_baseline.json").read_text())
     images, labels = held_out(p)
     top1 = []
     for seed in (0, 1):  # each seed fine-tunes its own pruned network
-        pruned = checkpoint.load(p / "models" / "pruned" / f"{criterion}-r1" / f"seed{seed}.pt")
-        tuned = checkpoint.load(p / "models" / "finetuned" / f"{criterion}-r1" / f"seed{seed}.pt")
+        pruned = checkpoint.load(p / "models" / "b0" / "pruned" / f"{criterion}-r1" / f"seed{seed}.pt")
+        tuned = checkpoint.load(p / "models" / "b0" / "finetuned" / f"{criterion}-r1" / f"seed{seed}.pt")
         assert tuned["widths"] == pruned["widths"] and tuned["meta"]["finetuned"] and tuned["meta"]["seed"] == seed
         assert tuned["meta"]["keep"] == pruned["meta"]["keep"]
         assert not all(torch.equal(tuned["state_dict"][k], v) for k, v in pruned["state_dict"].items())  # it trained
-        with open(p / "results" / "metrics" / "finetune" / f"{criterion}-r1" / f"seed{seed}.csv") as f:
+        with open(p / "results" / "metrics" / "b0" / "finetune" / f"{criterion}-r1" / f"seed{seed}.csv") as f:
             assert len(list(csv.DictReader(f))) == 1  # finetune.epochs
-        model = build(p / "models" / "finetuned" / f"{criterion}-r1" / f"seed{seed}.pt")
+        model = build(p / "models" / "b0" / "finetuned" / f"{criterion}-r1" / f"seed{seed}.pt")
         top1.append(oracles.top1(model, images, labels))
     assert record["seeds"] == "0 1" and record["top1_per_seed"] == " ".join(f"{t:.2f}" for t in top1)
     assert record["top1"] == pytest.approx(statistics.fmean(top1), abs=1e-9)
@@ -274,7 +302,7 @@ def test_finetuned_network_is_evaluated_against_the_baseline(every_path, criteri
     assert record["params"] == sum(t.numel() for t in model.parameters()) and record["macs"] == macs(model)
     assert record["baseline_top1"] == baseline["top1"] and record["baseline_params"] == baseline["params"]
     assert record["params_reduction_pct"] == pytest.approx(100 * (1 - record["params"] / baseline["params"]))
-    prune_metrics = json.loads((p / "results" / "metrics" / "prune" / f"{criterion}-r1.json").read_text())
+    prune_metrics = json.loads((p / "results" / "metrics" / "b0" / "prune" / f"{criterion}-r1.json").read_text())
     for key in ("top1_before_finetune", "top1_before_finetune_per_seed", "test_correct_before_finetune"):
         assert record[key] == prune_metrics[key], key
     assert (record["criterion"], record["setting"], record["sparsity"]) == (criterion, "r1", ROW1_R20)
@@ -319,16 +347,16 @@ def test_inputs_made_from_another_baseline_are_refused_naming_both_files(every_p
 
     project = tmp_path / "p"
     shutil.copytree(every_path, project, symlinks=True)
-    baseline = project / "models" / "baseline.pt"
+    baseline = project / "models" / "b0" / "baseline.pt"
     other = checkpoint.load(baseline)  # another baseline: the same network with one weight changed
     other["state_dict"]["conv1.weight"] = other["state_dict"]["conv1.weight"] + 1
     checkpoint.torch_save(baseline, other)
     before = files_under(project)
-    for name, args, culprit in (("prune", ("--criterion", "chip", "--setting", "r1"), "scores/chip.pt"),
-                                ("score", ("--criterion", "chip"), "features/stats.pt")):
+    for name, args, culprit in (("prune", ("--criterion", "chip", "--setting", "r1"), "models/b0/scores/chip.pt"),
+                                ("score", ("--criterion", "chip"), "models/b0/features.pt")):
         code, err = stage_in_process(project, name, *args)
         assert code == 2 and err.count("\n") == 1, err
-        assert err.startswith(f"error: {culprit}: made from another baseline (md5 ") and "models/baseline.pt (md5 " in err
+        assert err.startswith(f"error: {culprit}: made from another baseline (md5 ") and "models/b0/baseline.pt (md5 " in err
         assert files_under(project) == before
     # another network's checkpoint in the baseline's place (a ResNet-56 where model.arch is ResNet-20)
     from prunelab import models
@@ -338,6 +366,6 @@ def test_inputs_made_from_another_baseline_are_refused_naming_both_files(every_p
     before = files_under(project)
     for name, *args in (("extract_features",), ("prune", "--criterion", "l1", "--setting", "r1")):
         code, err = stage_in_process(project, name, *args)
-        assert code == 2 and err == ("error: models/baseline.pt: a resnet56 checkpoint, not the unpruned resnet20 of "
+        assert code == 2 and err == ("error: models/b0/baseline.pt: a resnet56 checkpoint, not the unpruned resnet20 of "
                                      "model.arch; run `dvc repro` to train this baseline\n"), (name, err)
         assert files_under(project) == before
