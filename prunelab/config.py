@@ -262,8 +262,9 @@ class Ablation(Section):
 
 
 class Compare(Section):
-    family: _distinct_list(str, f"must be a list of 1 to {MAX_FAMILY} distinct contrasts '<criterion> - <criterion> "
-                           "@ <setting>', e.g. 'chip - random @ r2'", 1, MAX_FAMILY)
+    # [] declares none: every difference is then an estimate, none gets a verdict
+    family: _distinct_list(str, f"must be a list of at most {MAX_FAMILY} distinct contrasts '<criterion> - <criterion> "
+                           "@ <setting>', e.g. 'chip - random @ r2'", 0, MAX_FAMILY)
 
 
 CONTRAST = re.compile(r"\s*([a-z0-9_]+)\s+-\s+([a-z0-9_]+)\s+@\s+(\S+)\s*")  # 'chip - random @ r2'

@@ -588,11 +588,13 @@ def _spread(df: pd.DataFrame, pts: pd.DataFrame) -> pd.Series:
 
 
 def summary(df: pd.DataFrame) -> str:
-    """JSON: per network, top-1 after and before fine-tuning and the MACs reduction; the few
-    numbers `dvc metrics show` and `dvc exp show` list (the evaluate files hold the rest)."""
+    """JSON: per network, top-1 after and before fine-tuning and the MACs reduction, and the
+    baseline's top-1; the few numbers `dvc metrics show` and `dvc exp show` list (the evaluate
+    files hold the rest)."""
     out = {f"{r.criterion}-{r.setting}": {"top1": r.pruned_top1, "top1_std": r.pruned_top1_std,
                                           "top1_before_finetune": r.top1_before_finetune,
                                           "macs_reduction_pct": r.macs_reduction_pct} for r in df.itertuples(index=False)}
+    out["baseline"] = {"top1": float(df.baseline_top1.iloc[0])}  # the unpruned network's (mean over the baselines)
     return json.dumps(out, indent=2, sort_keys=True) + "\n"
 
 

@@ -37,6 +37,9 @@ def main() -> None:
         experiments = {str(b): config.resolve(params, b) for b in params["baselines"]}
         of_stage = {name: name.partition("@")[2].partition("-")[0] for name in lock if "@" in name}
         of_stage["sweep"] = str(params["sweep"]["baseline"])
+    # dvc.lock may still hold entries of stages params.yaml no longer has (a baseline taken out of
+    # `baselines`, a committed lock in a clone with other params): not this pipeline's, no run
+    gone = tuple(name for name, experiment in of_stage.items() if name in lock and experiment not in experiments)
 
     @cache
     def dataset(experiment: str) -> tuple[str, str, str | None]:
@@ -50,7 +53,7 @@ def main() -> None:
         p = experiments.get(experiment, {"paths": {}, "engine": params["engine"]})
         return pipeline.restored_runs(p, name, lock, lambda: dataset(experiment))
 
-    done = tracking.sync_lock(t["uri"], t["experiment"], restore, skip=("mlflow_sync",))
+    done = tracking.sync_lock(t["uri"], t["experiment"], restore, skip=("mlflow_sync", *gone))
     counts = Counter(done.values())
     print(f"mlflow_sync: {len(done)} stages with outputs here: {counts['kept']} runs kept, "
           f"{counts['linked']} linked to dvc.lock, {counts['restored']} restored from the tracked files")

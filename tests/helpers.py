@@ -50,17 +50,7 @@ def copy_project(dst: Path, **overrides) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["tracking"]["uri"] = "sqlite:///mlflow.db"  # the project's own: relative, so a copy (copy_of) has its own
     set_params(params, overrides)
-    if "sweep" in params and "sweep.schemes" not in overrides:  # prune.settings replaced: sweep the schemes left
-        params["sweep"]["schemes"] = [s for s in params["sweep"]["schemes"] if s == "inner" or s in params["prune"]["settings"]]
-    if "ablation" in params and params["ablation"]["setting"] not in params["prune"]["settings"]:
-        params["ablation"]["setting"] = next(iter(params["prune"]["settings"]))  # prune.settings replaced
-    if "compare" in params and "compare.family" not in overrides:  # the declared contrasts still pruned
-        pruned = set(params["prune"]["criteria"]) | set(params["prune"]["settings"])
-        family = [c for c in params["compare"]["family"] if {c.split()[0], c.split()[2], c.split()[4]} <= pruned]
-        if family:
-            params["compare"]["family"] = family
-        else:
-            del params["compare"]
+    fit_to_overrides(params, overrides)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dst)
     run([str(BIN / "dvc"), "init", "-q"], dst)
@@ -68,6 +58,19 @@ def copy_project(dst: Path, **overrides) -> Path:
     shutil.copy(ROOT / ".dvc" / "config", dst / ".dvc" / "config")
     shutil.copytree(ROOT / ".dvc" / "plots", dst / ".dvc" / "plots")
     return dst
+
+
+def fit_to_overrides(params: dict, overrides: dict) -> None:
+    """Params that name criteria or settings the overrides removed follow them, unless overridden
+    themselves: the sweep's schemes, the ablation's setting, the declared contrasts."""
+    settings, criteria = params["prune"]["settings"], params["prune"]["criteria"]
+    if "sweep" in params and "sweep.schemes" not in overrides:
+        params["sweep"]["schemes"] = [s for s in params["sweep"]["schemes"] if s == "inner" or s in settings]
+    if "ablation" in params and "ablation.setting" not in overrides and params["ablation"]["setting"] not in settings:
+        params["ablation"]["setting"] = next(iter(settings))
+    if "compare" in params and "compare.family" not in overrides:  # 'a - b @ setting'
+        params["compare"]["family"] = [c for c in params["compare"]["family"]
+                                       if {c.split()[0], c.split()[2]} <= set(criteria) and c.split()[4] in settings]
 
 
 def copy_paper_project(dst: Path, write_vars: bool = True, **overrides) -> Path:
@@ -130,7 +133,11 @@ def fresh_clone(dst: Path, **overrides) -> Path:
     run(["git", "init", "-q"], dst)
     run(["git", "add", "-A"], dst)
     run(["git", "commit", "-qm", "clone"], dst)
-    edit_params(dst, **{**NUMERICS, **ONE_BASELINE, **overrides})
+    overrides = {**NUMERICS, **ONE_BASELINE, **overrides}
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    set_params(params, overrides)
+    fit_to_overrides(params, overrides)
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "commit", "-qam", "params"], dst)
     return dst
 

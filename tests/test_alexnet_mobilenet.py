@@ -460,6 +460,8 @@ def params_for(arch: str, data: str, image_size: int) -> dict:
     p["data"]["name"], p["data"]["image_size"] = data, image_size
     p["prune"]["settings"] = {"r1": RATES[arch]}
     p["sweep"]["schemes"] = ["r1"]  # "inner" is a CIFAR ResNet's
+    p["ablation"]["setting"] = "r1"
+    p["compare"]["family"] = ["chip - random @ r1"]
     return p
 
 

@@ -59,7 +59,7 @@ def test_compact_exp_show_from_the_readme(clone):
     args = [a.strip("'") for a in re.findall(r"'[^']*'|\S+", command.group(1))]
     out = quiet(dvc(clone, "exp", "show", "--csv", *args, check=False))
     header = out.splitlines()[0].split(",")
-    assert {"chip-r2.top1", "top1", "finetune.epochs"} <= set(header), header
+    assert {"chip-r2.top1", "baseline.top1", "finetune.epochs"} <= set(header), header
     assert not {"chip-r1.top1", "chip-r2.top1_std", "chip-r2.top1_before_finetune"} & set(header), header
 
 
@@ -76,7 +76,8 @@ def test_plots_render_offline(clone):
     # one line per seed (not a criterion's seeds joined into one zig-zag), seeds told apart by dash
     curves = facets["setting"]["spec"]["encoding"]
     assert {"field": "seed", "type": "nominal"} in curves["detail"] and curves["strokeDash"]["field"] == "seed"
-    assert curves["shape"]["field"] == "seed" and curves["strokeDash"]["legend"] is None  # a dash legend draws dots
+    assert {"field": "baseline", "type": "nominal"} in curves["detail"]  # and one per baseline, told apart by shape
+    assert curves["shape"]["field"] == "baseline" and curves["strokeDash"]["legend"] is None  # a dash legend draws dots
     # the scatter: a colour per criterion, a shape per setting (r2 and auto apart at the same MACs)
     scatter = next(s for s in specs if s.get("layer") and s["layer"][0].get("mark", {}).get("type") == "point")
     assert scatter["layer"][0]["encoding"]["shape"]["field"] == "setting"

@@ -13,7 +13,7 @@ import sys
 import pytest
 import yaml
 
-from helpers import BIN, NUMERICS, ROOT, copy_project, env, set_params
+from helpers import fit_to_overrides, BIN, NUMERICS, ROOT, copy_project, env, set_params
 from prunelab import config, synthetic
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -113,6 +113,7 @@ def smoke(tmp_path_factory):
     params = yaml.safe_load((project / "fashion" / "params.yaml").read_text())
     params["tracking"]["uri"] = f"sqlite:///{project / 'fashion' / 'mlflow.db'}"
     set_params(params, {**NUMERICS, **SMOKE})
+    fit_to_overrides(params, SMOKE)
     (project / "fashion" / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     raw = synthetic.write_fashion_mnist(project / "data", train=300, test=100)
     (project / "shim").mkdir()
@@ -128,7 +129,7 @@ def smoke(tmp_path_factory):
 def test_the_whole_pipeline_runs_on_synthetic_idx_files(smoke):
     fashion, log, status = smoke
     assert status.split() == ["mlflow_sync:", "always", "changed"], status
-    record = json.loads((fashion / "results" / "metrics" / "evaluate" / "chip-r1.json").read_text())
+    record = json.loads((fashion / "results" / "metrics" / "b0" / "evaluate" / "chip-r1.json").read_text())
     assert record["input_shape"] == "1x28x28" and record["test_images"] == 100, record
     table = (fashion / "results" / "table.md").read_text()
     criteria = yaml.safe_load((fashion / "params.yaml").read_text())["prune"]["criteria"]

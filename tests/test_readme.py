@@ -122,6 +122,23 @@ def test_readme_side_by_side_rows_are_the_comparison_s():
     assert len(quoted) >= 4 and not [q for q in quoted if q not in ablation]
 
 
+def test_readme_ablation_prose_follows_the_ablation():
+    """'the refit lifts every ranking from chance to tens of points': every ranking's refit − none,
+    at both widths, is at least 20 points; 'SNPFI's Shapley ranking is no better than CHIP's' with
+    the same widths and recovery: SNPFI − CHIP is at most 0 at SNPFI's widths and full recovery."""
+    text = " ".join((ROOT / "README.md").read_text().split())
+    ablation = (ROOT / "results" / "ablation.md").read_text()
+
+    def points(label: str) -> float:
+        return float(re.search(rf"^\| {re.escape(label)} \| (\S+) \|", ablation, re.M).group(1).replace("−", "-"))
+
+    assert "the refit lifts every ranking from chance to tens of points" in text
+    assert all(points(f"{name}, {w} widths: refit − none") >= 20 for name in ("CHIP", "HRank", "L1", "Random", "SNPFI")
+               for w in ("rates", "snpfi"))
+    assert "SNPFI's Shapley ranking is no better than CHIP's" in text
+    assert points("SNPFI − CHIP, snpfi widths, refit+bn") <= 0
+
+
 
 def test_readme_default_run_and_its_stage_times_are_the_run_record():
     import sys
@@ -449,8 +466,8 @@ def test_readme_compact_views_fit_120_columns():
     exp = re.search(r"(?m)^(dvc exp show --drop .*)$", readme).group(1)
     metrics = re.search(r"(?m)^(dvc metrics show \S+)", readme).group(1)
     wide = {**os.environ, "COLUMNS": "1000"}  # rich would otherwise fit (and cut) the table to 80
-    for command, expected in ((exp, ["Experiment", "top1", "chip-r2.top1", "snpfi-r2.top1", "finetune.epochs"]),
-                              (metrics, ["Path", "top1", "results/metrics/train_baseline.json"])):
+    for command, expected in ((exp, ["Experiment", "baseline.top1", "chip-r2.top1", "snpfi-r2.top1", "finetune.epochs"]),
+                              (metrics, ["Path", "top1", "results/metrics/b0/train_baseline.json"])):
         argv = shlex.split(command)
         r = subprocess.run([str(BIN / argv[0]), *argv[1:], *(["--no-pager"] if "exp" in argv else [])], cwd=ROOT,
                            env=wide, capture_output=True, text=True, timeout=300)

@@ -300,12 +300,12 @@ def test_best_epoch_is_counted_from_one_and_its_top1_is_the_mean_over_seeds():
 def test_summary_json_holds_each_network_s_top1_before_and_after_fine_tuning():
     """summary.json, what `dvc metrics show` lists: per network its top-1 after fine-tuning, the
     seeds' spread, top-1 before fine-tuning and the MACs removed (by hand: 125,485,696 ->
-    65,168,128 is 48.067%)."""
+    65,168,128 is 48.067%); and the baseline's top-1."""
     import json
 
     df = report.frame([record(), record(criterion="random", top1=93.0, top1_before_finetune=12.5, top1_std=0.25)])
     got = json.loads(report.summary(df))
-    assert set(got) == {"chip-r1", "random-r1"}
+    assert set(got) == {"chip-r1", "random-r1", "baseline"} and got["baseline"] == {"top1": 93.26}
     assert got["chip-r1"] == {"top1": 94.16, "top1_std": 0.0, "top1_before_finetune": 10.0,
                               "macs_reduction_pct": pytest.approx(48.0672, abs=1e-4)}
     assert got["random-r1"]["top1_before_finetune"] == 12.5 and got["random-r1"]["top1"] == 93.0
