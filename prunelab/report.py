@@ -313,10 +313,11 @@ def difference(a, b, before: bool = False) -> significance.Difference | None:
     nothing to pair.
 
     Several baselines: paired by baseline (each side's per-baseline top-1, before or after
-    fine-tuning), the same baselines on both sides. One baseline: after fine-tuning: paired by seed when both have several (the same seeds), else by test
-    image when both carry per-image correctness. Before fine-tuning: paired by seed when either
-    side pruned a different network per seed (random's draws: the interval then holds the draw),
-    else by test image (each side is one network)."""
+    fine-tuning), the same baselines on both sides. One baseline, after fine-tuning: paired by
+    seed when both have several (the same seeds), else by test image when both carry per-image
+    correctness. One baseline, before fine-tuning: paired by seed when either side pruned a
+    different network per seed (random's draws: the interval then holds the draw), else by test
+    image (each side is one network)."""
     if _baselines(a) > 1 or _baselines(b) > 1:  # the replicates: baselines, paired by baseline
         if a.baselines != b.baselines:
             return None

@@ -117,6 +117,16 @@ def test_readme_side_by_side_rows_are_the_comparison_s():
     block = comparison_section("ResNet-56, setting r2")
     rows = [line for line in block.splitlines() if re.match(r"\| (CHIP|HRank|L1|Random|SNPFI) \| [\d.]+ ± ", line)]
     assert len(rows) == 5 and not [r for r in rows if r not in readme]
+    # "Every rate-based criterion ends lowest on baseline 2, whose own top-1 is also the lowest of
+    # the three, and SNPFI does not"
+    per_baseline = [line for line in block.split("per baseline |")[1].splitlines() if re.match(r"\| \w+ \| [\d.]+ \(", line)]
+    assert len(per_baseline) == 5 and not [r for r in per_baseline if r not in readme]
+    if "Every rate-based criterion ends lowest on baseline 2" in " ".join(readme.split()):
+        after = {r.split(" | ")[0].strip("| "): [float(x) for x in re.findall(r"\| ([\d.]+) \(", r)] for r in per_baseline}
+        assert all(after[c][2] == min(after[c]) for c in ("CHIP", "HRank", "L1", "Random"))
+        assert after["SNPFI"][2] != min(after["SNPFI"])
+        tops = [json.loads((ROOT / "results" / "metrics" / f"b{b}" / "train_baseline.json").read_text())["top1"] for b in range(3)]
+        assert tops[2] == min(tops)
     ablation = (ROOT / "results" / "ablation.md").read_text().splitlines()
     quoted = [line for line in readme.splitlines() if re.match(r"\| (\w+ − CHIP, |\w+, (rates|snpfi) widths: |\w+, refit\+bn: )", line)]
     assert len(quoted) >= 4 and not [q for q in quoted if q not in ablation]
