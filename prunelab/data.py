@@ -367,19 +367,19 @@ def load_fashion_mnist(root: str | Path, download: bool = False, verify: bool = 
     release = _fashion_release()
     folder = _fashion_folder(Path(root), list(release), download)
 
-    def unzips_to_release(raw: bytes, path: Path, name: str) -> bool:
-        try:
-            return md5(gunzip_idx(raw, path)) == FASHION_UNZIPPED_MD5[name]
-        except DatasetError:  # not even a gzip file: corrupted, as far as this file can tell
-            return False
-
     def read(name: str, ndim: int) -> np.ndarray:
         path = _fashion_file(folder, name)
         raw = path.read_bytes()
-        if verify and md5(raw) != release[name] and not unzips_to_release(raw, path, name):
+        try:
+            unzipped = gunzip_idx(raw, path)  # raw itself when it is not gzipped; unzipped once, checked and read
+        except DatasetError:
+            if not verify:
+                raise
+            unzipped = None  # not even a gzip file: corrupted, as far as this file can tell
+        if verify and md5(raw) != release[name] and (unzipped is None or md5(unzipped) != FASHION_UNZIPPED_MD5[name]):
             raise DatasetError(f"{path}: corrupted (neither it nor its unzipped bytes have the Fashion-MNIST "
                                "release's md5); delete it and provide the file again")
-        array = read_idx(raw, path)
+        array = read_idx(unzipped, path)
         if array.ndim != ndim or (ndim == 3 and array.shape[1:] != (28, 28)):
             raise DatasetError(f"{path}: holds an array of shape {array.shape}, expected "
                                f"{'(N, 28, 28) images' if ndim == 3 else '(N,) labels'}")

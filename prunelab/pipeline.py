@@ -11,6 +11,7 @@ import json
 import signal
 import sys
 import threading
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -285,12 +286,19 @@ def code_fingerprint(stage: str, dvc_yaml: str | Path = "dvc.yaml") -> dict[str,
     return code
 
 
-def train_resumably(params: dict, stage: str, item: str | None, sections: dict, tags: dict, output: Path,
-                    inputs: list[Path], train, write_outputs, data: Splits | FolderSplits | None = None) -> str | None:
-    """Run train(on_epoch, state, save_state) -> final metrics inside the stage's MLflow run,
-    saving the training state every epoch and resuming from it after a crash; then
-    write_outputs(final metrics, per-epoch metrics of the whole run, run), then drop the state.
-    Returns the MLflow run's id (None on the other torchrun ranks).
+class ResumableTraining:
+    """A training stage's run, resumable after a crash; the stage reads top to bottom:
+
+        with pipeline.ResumableTraining(params, "finetune", net.name, sections, tags, output, inputs) as job:
+            final = fit(model, ..., job.on_epoch, desc, job.state, job.save_state)
+            if job.run:  # rank 0 writes the outputs; other torchrun ranks have no run
+                checkpoint.save(output, ...); job.run.log_artifact(output)
+
+    Entering loads the saved state (job.state: fit's state, None to start over) and opens the
+    stage's MLflow run (continued when the state names one). fit hands each epoch's metrics to
+    job.on_epoch and its state to job.save_state, which saves it, then sends the epoch's metrics.
+    A clean exit sends what is left (a pretrained baseline's one evaluation has no state to
+    save), closes the run and drops the states the outputs now replace.
 
     The resume file's fingerprint covers the stage's params sections and the md5 of its input
     files, and it records the stage's code (code_fingerprint), so a changed configuration or a
@@ -302,54 +310,78 @@ def train_resumably(params: dict, stage: str, item: str | None, sections: dict, 
     instead: fit() has no epoch left, the outputs are written again from them (the same bytes)
     and the seed's MLflow run is continued, not duplicated.
     """
-    fingerprint = config.params_hash({"sections": sections, "inputs": [checkpoint.file_hash(p) for p in inputs]})
-    # a network's fine-tuned checkpoints are one DVC output folder, which DVC deletes before a re-run: keep the state outside it
-    folder = output.parent if stage == "finetune" else None
-    resume = checkpoint.ResumeFile(output, fingerprint, code_fingerprint(stage), folder)
-    saved = resume.load()
-    if resume.changed_code and distributed.is_main():
-        print(f"{stage}: not resuming from {resume.path}: its code dependencies changed since it was saved "
-              f"({', '.join(resume.changed_code[:3])}{', ...' if len(resume.changed_code) > 3 else ''}); "
-              "training from the start", file=sys.stderr)
-    if not distributed.is_main():  # other torchrun ranks: train alongside rank 0, write nothing
-        train(lambda epoch, metrics: None, saved["train"] if saved else None, None)
-        return None
-    curve = list(saved["curve"]) if saved else []
-    with stage_run(params, stage, sections, item, tags, saved["mlflow_run_id"] if saved else None, data) as run:
-        # an epoch's metrics are sent once its state is saved: a store that dies mid-stage costs
-        # the logging, not the epoch; a resumed run first gets the epochs it never received
-        logged = run.logged_steps("top1") if saved else set()
-        unsent = [(epoch, m) for epoch, m in enumerate(curve) if epoch not in logged]
 
-        def send() -> None:
-            while unsent:
-                run.log_metrics(unsent[0][1], step=unsent[0][0])
-                unsent.pop(0)
+    def __init__(self, params: dict, stage: str, item: str | None, sections: dict, tags: dict, output: Path,
+                 inputs: list[Path], data: Splits | FolderSplits | None = None):
+        self.params, self.stage, self.item, self.sections, self.tags, self.data = params, stage, item, sections, tags, data
+        fingerprint = config.params_hash({"sections": sections, "inputs": [checkpoint.file_hash(p) for p in inputs]})
+        # a network's fine-tuned checkpoints are one DVC output folder, which DVC deletes before a re-run: keep the state outside it
+        folder = output.parent if stage == "finetune" else None
+        self.resume = checkpoint.ResumeFile(output, fingerprint, code_fingerprint(stage), folder)
+        self.run = None  # the stage's MLflow run (tracking.StageRun); None on the other torchrun ranks
+        self.state: dict | None = None  # fit's state to resume from
+        self.curve: list[dict] = []  # every epoch's metrics, the resumed ones first
+        self._unsent: list[tuple[int, dict]] = []  # (epoch, metrics) the run has not received yet
 
-        def on_epoch(epoch: int, m: dict) -> None:
-            curve.append(m)
-            unsent.append((epoch, m))
+    def __enter__(self) -> ResumableTraining:
+        saved = self.resume.load()
+        if self.resume.changed_code and distributed.is_main():
+            changed = self.resume.changed_code
+            print(f"{self.stage}: not resuming from {self.resume.path}: its code dependencies changed since it was "
+                  f"saved ({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}); training from the start",
+                  file=sys.stderr)
+        self.state = saved["train"] if saved else None
+        self._exits = contextlib.ExitStack()
+        if distributed.is_main():  # other torchrun ranks train alongside rank 0 and write nothing
+            self.curve = list(saved["curve"]) if saved else []
+            self.run = self._exits.enter_context(stage_run(self.params, self.stage, self.sections, self.item, self.tags,
+                                                           saved["mlflow_run_id"] if saved else None, self.data))
+            # a resumed run first gets the epochs it never received (the store died before they were sent)
+            logged = self.run.logged_steps("top1") if saved else set()
+            self._unsent = [(epoch, m) for epoch, m in enumerate(self.curve) if epoch not in logged]
+            self._send()
+            self._exits.enter_context(ctrl_c)
+        return self
 
-        def save_state(state: dict) -> None:
-            resume.save(state, curve=curve, mlflow_run_id=run.run_id)
-            send()
-            if ctrl_c.pressed:  # a KeyboardInterrupt a library swallowed: stop now the epoch is saved
-                raise KeyboardInterrupt
+    def on_epoch(self, epoch: int, metrics: dict) -> None:
+        self.curve.append(metrics)
+        self._unsent.append((epoch, metrics))
 
-        send()
-        with ctrl_c:
-            final = train(on_epoch, saved["train"] if saved else None, save_state)
-        send()  # a pretrained baseline's one evaluation has no state to save
-        write_outputs(final, curve, run)
-    for path in _finished_states(params, stage, item, sections, resume):
-        path.unlink(missing_ok=True)
-    return run.run_id
+    def save_state(self, state: dict) -> None:
+        """The epoch's state first, then its metrics: a store that dies mid-stage costs the
+        logging, not the epoch."""
+        self.resume.save(state, curve=self.curve, mlflow_run_id=self.run.run_id)
+        self._send()
+        if ctrl_c.pressed:  # a KeyboardInterrupt a library swallowed: stop now the epoch is saved
+            raise KeyboardInterrupt
+
+    def _send(self) -> None:
+        while self._unsent:
+            epoch, metrics = self._unsent[0]
+            self.run.log_metrics(metrics, step=epoch)
+            self._unsent.pop(0)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        raised_here = None
+        if exc is None and self.run is not None:
+            try:
+                self._send()  # what is left: a pretrained baseline's one evaluation has no state to save
+            except BaseException as e:  # the store died at the last send: the run ends as failed
+                exc_type, exc, tb = raised_here = type(e), e, e.__traceback__
+        if self._exits.__exit__(exc_type, exc, tb):  # ctrl_c restored, then the MLflow run closed
+            return True
+        if raised_here:
+            raise exc
+        if exc is None and self.run is not None:
+            for path in _finished_states(self.params, self.stage, self.item, self.sections, self.resume):
+                path.unlink(missing_ok=True)
+        return False
 
 
 class _CtrlC:
     """SIGINT as Python raises it (KeyboardInterrupt), remembered too: a library that catches
     BaseException (SQLAlchemy under MLflow, closing its transaction) may swallow the exception,
-    and training would go on; train_resumably then stops after the epoch's state is saved."""
+    and training would go on; ResumableTraining.save_state then stops after the epoch's state is saved."""
 
     pressed = False
 

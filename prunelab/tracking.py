@@ -179,7 +179,7 @@ def files_md5(paths: list[str | Path]) -> str:
 def _sending(uri: str) -> Iterator[None]:
     """A store that stops answering mid-stage (a server killed, a full disk under SQLite) is one
     line naming tracking.uri, not MLflow's traceback. The stages save their work before they
-    send it (pipeline.train_resumably), so a re-run goes on from there and fills in the run."""
+    send it (pipeline.ResumableTraining), so a re-run goes on from there and fills in the run."""
     try:
         yield
     except TrackingError:

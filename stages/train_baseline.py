@@ -19,32 +19,29 @@ def main() -> None:
     model = models.build_model(arch, None, splits.in_channels, splits.num_classes)
     sections = {k: params[k] for k in ("seed", "device", "engine", "data", "model", "train")}
     pretrained = pipeline.pretrained_weights(params, splits)
+    metrics_dir = Path(paths["metrics"])
 
-    def train(on_epoch, state, save_state) -> dict:
+    with pipeline.ResumableTraining(params, "train_baseline", None, sections, {}, Path(paths["baseline"]),
+                                    [Path(pretrained)] if pretrained else [], data=splits) as job:
         if pretrained:  # given weights are the baseline: evaluate them, train nothing
             checkpoint.load_weights(model, pretrained)
             final = evaluate(model.to(dev), pipeline.test_loader(splits, params, dev), dev, **pipeline.eval_accel(params))
-            on_epoch(0, final)
-            return final
-        return fit(model, pipeline.train_loader(splits, params["train"]["batch_size"], params["seed"], params, dev),
-                   pipeline.test_loader(splits, params, dev), pipeline.recipe(params["train"]), dev, on_epoch,
-                   "train_baseline", state, save_state, **pipeline.accel(params))
-
-    def write_outputs(final: dict, curve: list[dict], run) -> None:
-        counts = counting.count(model, pipeline.input_shape(splits))
-        run.log_metrics(counts)  # top-1 and loss are already in the per-epoch history
-        metrics = {"top1": final["top1"], "loss": final["loss"], **counts}
-        checkpoint.save(paths["baseline"], model, arch, models.default_widths(arch), splits.in_channels,
-                        splits.num_classes, meta={"stage": "train_baseline", "seed": params["seed"], **metrics,
-                              "numerics": pipeline.numerics_record(params)})
-        pipeline.write_json(Path(paths["metrics"]) / "train_baseline.json", metrics)
-        pipeline.write_curve(Path(paths["metrics"]) / "train_baseline.csv", curve)
-        run.record_outputs([paths["baseline"], Path(paths["metrics"]) / "train_baseline.json",
-                            Path(paths["metrics"]) / "train_baseline.csv"])
-
-    pipeline.train_resumably(params, "train_baseline", None, sections, {}, Path(paths["baseline"]),
-                             [Path(pretrained)] if pretrained else [], train, write_outputs, data=splits)
-
+            job.on_epoch(0, final)
+        else:
+            final = fit(model, pipeline.train_loader(splits, params["train"]["batch_size"], params["seed"], params, dev),
+                        pipeline.test_loader(splits, params, dev), pipeline.recipe(params["train"]), dev, job.on_epoch,
+                        "train_baseline", job.state, job.save_state, **pipeline.accel(params))
+        if job.run:  # rank 0 writes; the other torchrun ranks only trained alongside
+            counts = counting.count(model, pipeline.input_shape(splits))
+            job.run.log_metrics(counts)  # top-1 and loss are already in the per-epoch history
+            metrics = {"top1": final["top1"], "loss": final["loss"], **counts}
+            checkpoint.save(paths["baseline"], model, arch, models.default_widths(arch), splits.in_channels,
+                            splits.num_classes, meta={"stage": "train_baseline", "seed": params["seed"], **metrics,
+                                                      "numerics": pipeline.numerics_record(params)})
+            pipeline.write_json(metrics_dir / "train_baseline.json", metrics)
+            pipeline.write_curve(metrics_dir / "train_baseline.csv", job.curve)
+            job.run.record_outputs([paths["baseline"], metrics_dir / "train_baseline.json",
+                                    metrics_dir / "train_baseline.csv"])
 
 if __name__ == "__main__":
     config.run_stage(main)

@@ -88,7 +88,7 @@ def test_finetune_killed_under_dvc_repro_keeps_its_finished_seed_and_resumes_the
     r = dvc(project, "repro", target)
     assert f"Running stage '{target}'" in r.stdout, r.stdout
     assert not [p for p in resume if p.exists()]  # gone once the network's last seed is written
-    outputs = [f"{d}/chip-r1/seed{s}.{x}" for s in (0, 1) for d, x in (("models/finetuned", "pt"),
+    outputs = [f"{d}/chip-r1/seed{s}.{x}" for s in (0, 1) for d, x in (("models/b0/finetuned", "pt"),
                                                                       ("results/metrics/b0/finetune", "csv"))]
     resumed = {out: (project / out).read_bytes() for out in outputs}
 

@@ -111,7 +111,7 @@ def test_a_store_that_dies_mid_training_costs_the_logging_not_the_epoch(tmp_path
     """The tracking server stops answering when epoch 1's metrics are sent: the stage ends with one
     line naming tracking.uri; epoch 1's training state was saved before the send, so the next run
     resumes after it, sends epoch 1's metrics it never received, and the run's history holds each
-    epoch once (pipeline.train_resumably; training replaced by a counter, the store a SQLite file)."""
+    epoch once (pipeline.ResumableTraining; training replaced by a counter, the store a SQLite file)."""
     import yaml
 
     from prunelab import checkpoint, config, pipeline
@@ -121,12 +121,13 @@ def test_a_store_that_dies_mid_training_costs_the_logging_not_the_epoch(tmp_path
     monkeypatch.chdir(tmp_path)  # no dvc.yaml here: no code fingerprint
     epochs, trained = 4, []
 
-    def train(on_epoch, state, save_state):
-        for epoch in range(state["epoch"] + 1 if state else 0, epochs):
-            trained.append(epoch)
-            on_epoch(epoch, {"top1": float(epoch)})
-            save_state({"epoch": epoch})
-        return {"top1": float(epochs - 1)}
+    def train() -> str:
+        with pipeline.ResumableTraining(params, "train_baseline", None, {}, {}, output, []) as job:
+            for epoch in range(job.state["epoch"] + 1 if job.state else 0, epochs):
+                trained.append(epoch)
+                job.on_epoch(epoch, {"top1": float(epoch)})
+                job.save_state({"epoch": epoch})
+            return job.run.run_id
 
     sent = tracking.StageRun.log_metrics
 
@@ -139,14 +140,14 @@ def test_a_store_that_dies_mid_training_costs_the_logging_not_the_epoch(tmp_path
     output = tmp_path / "m.pt"
     monkeypatch.setattr(tracking.StageRun, "log_metrics", dies_at_epoch_1)
     with pytest.raises(tracking.TrackingError) as e:
-        pipeline.train_resumably(params, "train_baseline", None, {}, {}, output, [], train, lambda *a: None)
+        train()
     assert str(e.value).startswith(f"tracking.uri: sqlite:///{tmp_path / 'mlflow.db'} stopped answering "
                                    "(Connection refused); the work done is saved") and "\n" not in str(e.value)
     resume = checkpoint.ResumeFile(output, config.params_hash({"sections": {}, "inputs": []}))
     assert resume.load()["train"] == {"epoch": 1} and trained == [0, 1]
 
     monkeypatch.setattr(tracking.StageRun, "log_metrics", sent)
-    run_id = pipeline.train_resumably(params, "train_baseline", None, {}, {}, output, [], train, lambda *a: None)
+    run_id = train()
     assert trained == [0, 1, 2, 3] and resume.load() is None
     import mlflow
 
