@@ -13,7 +13,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup repro pull test test-slow system-packages clean fashion-data
+.PHONY: setup repro pull test test-slow docs system-packages clean fashion-data
 
 $(UV):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target .tools uv==$(UV_VERSION)
@@ -60,6 +60,12 @@ test: setup system-packages
 # The checks too long for `make test` (tests marked slow): CI runs them after it.
 test-slow: setup system-packages
 	$(VENV)/bin/python -m pytest -m slow
+
+# The documentation site (mkdocs.yml, docs/) into site/: offline (no web fonts or CDN), and
+# --strict: a broken link or a page missing from the navigation is an error. Open site/index.html.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+	@echo "the site: $(CURDIR)/site/index.html"
 
 # System packages some tests use: Debian's qemu-user (an emulated CPU: tests/test_numerics.py)
 # and dataset-fashion-mnist (the real-data loader). Installed where this user can (apt-get, and

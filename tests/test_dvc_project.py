@@ -112,7 +112,7 @@ def test_on_a_fresh_clone_dry_needs_the_outputs_and_status_answers(clone, tmp_pa
     assert status.returncode == 0 and re.search(r"params.yaml:\n\s+modified:\s+finetune", status.stdout), status.stdout
 
 
-def test_exp_run_dry_and_queued(clone):
+def test_exp_run_dry_lists_what_a_change_touches(clone):
     # the README's preview after a param change: the stages it touches directly, nothing run;
     # their downstream stages (evaluate, report) are not listed: --dry cannot know outputs change
     edit_params(clone, **{"finetune.epochs": SMALL["finetune.epochs"] + 1})
@@ -122,6 +122,10 @@ def test_exp_run_dry_and_queued(clone):
     assert not would_run & {"train_baseline@0", "score@0-chip", "prune@0-chip-r1", "evaluate@0-chip-r1"}, would_run
     assert (clone / "models" / "b0" / "finetuned" / "chip-r1").is_dir()  # nothing was run, nothing removed
     run(["git", "checkout", "params.yaml"], clone)
+
+
+@pytest.mark.slow  # two experiments in DVC's background queue: about 4 minutes (make test-slow, CI)
+def test_queued_experiments_log_into_the_workspace_s_store(clone):
     quiet(dvc(clone, "exp", "run", check=False))
     # two queued experiments, two workers: each runs in a copy of the repository under
     # .dvc/tmp/exps/, and both log into the workspace's MLflow store (tracking.uri is relative)

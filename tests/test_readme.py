@@ -1,11 +1,13 @@
-"""Every number in the README comes from the code: its table from results/table.md, its counts
-from `prunelab count`."""
+"""Every number in the README and the documentation pages (docs/) comes from the code: its tables
+from the tracked results, its counts from `prunelab count`. Each check reads the page that holds
+the text it checks."""
 
 import json
 import re
 import shlex
 from pathlib import Path
 
+import pytest
 import yaml
 
 from prunelab import cli
@@ -25,14 +27,14 @@ def test_readme_paper_table_is_computed_by_the_code():
     from prunelab.paper import counts_table, snpfi_counts_table
 
     table = counts_table()
-    assert table in (ROOT / "README.md").read_text()
-    assert snpfi_counts_table() in (ROOT / "README.md").read_text()
+    assert table in page("docs/counting.md")
+    assert snpfi_counts_table() in page("docs/counting.md")
     assert "| ResNet-56 | `[0.]+[0.15]*2+[0.4]*27` | 0.49M (43.1%) |" in table
     assert "65.94M" in table and "34.79M" in table  # CHIP's published flops of its ResNet-56 rows
 
 
 def test_readme_count_examples_print_what_the_readme_says(capsys):
-    readme = (ROOT / "README.md").read_text()
+    readme = page("docs/counting.md")
     examples = re.findall(r"^\$ (prunelab count .+)\n(\{.+\})$", readme, flags=re.M)
     assert len(examples) >= 3
     for command, expected in examples:
@@ -64,10 +66,20 @@ def metric(kind: str, network: str, key: str, baseline: int = 0) -> float:
     return json.loads((ROOT / "results" / "metrics" / f"b{baseline}" / kind / f"{network}.json").read_text())[key]
 
 
-def readme_numbers(pattern: str) -> tuple[str, ...]:
-    m = re.search(pattern, " ".join((ROOT / "README.md").read_text().split()))  # line breaks as spaces
-    assert m, f"README lacks the sentence matching {pattern!r}"
+def page(name: str = "README.md") -> str:
+    """The text of README.md or of a documentation page (docs/<page>.md)."""
+    return (ROOT / name).read_text()
+
+
+def page_numbers(name: str, pattern: str) -> tuple[str, ...]:
+    """The groups of pattern's match in a page, its line breaks read as spaces."""
+    m = re.search(pattern, " ".join(page(name).split()))
+    assert m, f"{name} lacks the sentence matching {pattern!r}"
     return m.groups()
+
+
+def readme_numbers(pattern: str) -> tuple[str, ...]:
+    return page_numbers("README.md", pattern)
 
 
 def check(claims: list[tuple[str, str, float, int]]) -> None:
@@ -88,11 +100,12 @@ def comparison_section(heading: str) -> str:
     return (ROOT / "results" / "comparison.md").read_text().split(f"## {heading}")[1].split("\n## ")[0]
 
 
-def test_readme_declared_contrasts_are_the_comparison_s():
+@pytest.mark.parametrize("name", ["README.md", "docs/results-digits.md"])
+def test_readme_declared_contrasts_are_the_comparison_s(name):
     """The declared contrasts' table is in the README as comparison.md has it; the sentence that
     counts the decided ones names exactly the rows whose verdict is not "not detected" or "no
     interval", and the detectable differences it quotes are the table's smallest and largest."""
-    readme = (ROOT / "README.md").read_text()
+    readme = page(name)
     rows = [line for line in comparison_section("Declared contrasts").splitlines() if re.match(r"\| \w+ − \w+ at ", line)]
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert len(rows) == len(params["compare"]["family"]) == 3
@@ -100,20 +113,20 @@ def test_readme_declared_contrasts_are_the_comparison_s():
     cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
     decided = [f"{c[0]} ({c[6]}: {c[1]} points, Holm p {c[5]})" for c in cells
                if c[6] != "not detected" and not c[6].startswith("no interval")]
-    k, n, listed = readme_numbers(r"\*\*(\d+) of the (\d+) declared contrasts (?:is|are) decided\*\* \(Holm, 5% family-wise\): ([^.]+)\.")
+    k, n, listed = page_numbers(name, r"\*\*(\d+) of the (\d+) declared contrasts (?:is|are) decided\*\* \(Holm, 5% family-wise\): ([^.]+)\.")
     assert (int(k), int(n)) == (len(decided), len(rows)) and listed == ("; ".join(decided) or "none")
-    low, high = readme_numbers(r"a true difference smaller than ([\d.]+) to ([\d.]+) points")
+    low, high = page_numbers(name, r"a true difference smaller than ([\d.]+) to ([\d.]+) points")
     detectable = [float(c[7]) for c in cells if c[7] != "–"]
     check([("smallest detectable difference", low, min(detectable), 2),
            ("largest detectable difference", high, max(detectable), 2)])
-    (b,) = readme_numbers(r"With (\d+) baselines \(")
+    (b,) = page_numbers(name, r"With (\d+) baselines \(")
     assert int(b) == len(params["baselines"]) and all(c[3] == f"{b} baselines" for c in cells)
 
 
 def test_readme_side_by_side_rows_are_the_comparison_s():
     """The r2 side-by-side table (top-1 before and after fine-tuning, means over the baselines) and
     the ablation's rows the README quotes are the tracked files' lines."""
-    readme = (ROOT / "README.md").read_text()
+    readme = page("docs/results-digits.md")
     block = comparison_section("ResNet-56, setting r2")
     rows = [line for line in block.splitlines() if re.match(r"\| (CHIP|HRank|L1|Random|SNPFI) \| [\d.]+ ± ", line)]
     assert len(rows) == 5 and not [r for r in rows if r not in readme]
@@ -136,7 +149,7 @@ def test_readme_ablation_prose_follows_the_ablation():
     """'the refit lifts every ranking from chance to tens of points': every ranking's refit − none,
     at both widths, is at least 20 points; 'SNPFI's Shapley ranking is no better than CHIP's' with
     the same widths and recovery: SNPFI − CHIP is at most 0 at SNPFI's widths and full recovery."""
-    text = " ".join((ROOT / "README.md").read_text().split())
+    text = " ".join(page("docs/results-digits.md").split())
     ablation = (ROOT / "results" / "ablation.md").read_text()
 
     def points(label: str) -> float:
@@ -157,10 +170,10 @@ def test_readme_default_run_and_its_stage_times_are_the_run_record():
     from record_run import breakdown
 
     run = json.loads((ROOT / "results" / "run.json").read_text())
-    date, machine, minutes = readme_numbers(r"A full `dvc repro` \(every stage run, as on a fresh clone: `dvc repro "
+    date, machine, minutes = page_numbers("docs/results-digits.md", r"A full `dvc repro` \(every stage run, as on a fresh clone: `dvc repro "
                                             r"--force`\) ran on (\S+) on (.+?): ([\d.]+) minutes from")
     assert (date, machine, minutes) == (run["date"], run["machine"], f"{run['span_s'] / 60:.1f}")
-    assert breakdown(run) in (ROOT / "README.md").read_text()
+    assert breakdown(run) in page("docs/results-digits.md")
     (about,) = readme_numbers(r"On a 2-core CPU the pipeline takes about (\d+) minutes once the packages")
     assert about == f"{run['span_s'] / 60:.0f}"
 
@@ -176,7 +189,7 @@ def test_readme_sweep_figures_are_the_sweep_s():
         return [float(r["top1_bn_reestimated"]) for r in rows
                 if (r["scheme"], float(r["ratio"]), r["criterion"]) == (scheme, ratio, criterion)]
 
-    macs, chip, hrank, l1, random, snpfi = readme_numbers(
+    macs, chip, hrank, l1, random, snpfi = page_numbers("docs/results-digits.md", 
         r"With the inner channels alone at ratio 0\.5 \(([\d.]+)% of the MACs removed\), after BatchNorm re-estimation: "
         r"CHIP ([\d.]+)%, HRank ([\d.]+)%, L1 ([\d.]+)%, random ([\d.]+)% \(one draw\), SNPFI ([\d.]+)%\.")
     draws = at("inner", 0.5, "random")
@@ -186,12 +199,12 @@ def test_readme_sweep_figures_are_the_sweep_s():
     check([("inner 0.5 MACs removed", macs, chip_macs, 1), ("chip", chip, at("inner", 0.5, "chip")[0], 2),
            ("hrank", hrank, at("inner", 0.5, "hrank")[0], 2), ("l1", l1, at("inner", 0.5, "l1")[0], 2),
            ("random", random, draws[0], 2), ("snpfi", snpfi, at("inner", 0.5, "snpfi")[0], 2)])
-    best, snpfi = readme_numbers(r"the best rate-based criterion keeps ([\d.]+)% after BatchNorm re-estimation and "
+    best, snpfi = page_numbers("docs/results-digits.md", r"the best rate-based criterion keeps ([\d.]+)% after BatchNorm re-estimation and "
                                  r"SNPFI ([\d.]+)%")
     check([("r2 best rate-based", best, max(statistics.fmean(at("r2", 0.7, c)) for c in ("chip", "hrank", "l1", "random")), 2),
            ("r2 snpfi", snpfi, at("r2", 0.7, "snpfi")[0], 2)])
     run = json.loads((ROOT / "results" / "run.json").read_text())
-    n, seconds, finetune = readme_numbers(r"\*\*Cost:\*\* (\d+) pruned networks, each evaluated twice, no training: "
+    n, seconds, finetune = page_numbers("docs/results-digits.md", r"\*\*Cost:\*\* (\d+) pruned networks, each evaluated twice, no training: "
                                           r"(\d+) s of the run, where one fine-tuning stage \(1 seed × 5 epochs\) takes (\d+) s")
     check([("swept networks", n, len(rows), 0), ("sweep seconds", seconds, run["stages_s"]["sweep"], 0),
            ("mean fine-tuning stage seconds", finetune,
@@ -207,7 +220,7 @@ def test_readme_sensitivity_and_auto_figures_are_the_sensitivity_stage_s():
 
     info = json.loads((ROOT / "results" / "metrics" / "b0" / "sensitivity.json").read_text())
     auto = info["auto"]["auto"]
-    target, rates, reached, auto_drop, hand_drop = readme_numbers(
+    target, rates, reached, auto_drop, hand_drop = page_numbers("docs/results-digits.md", 
         r"\*\*What auto picked\*\* on baseline 0 for r2's ([\d.]+)% of the MACs: `([^`]+)` \(([\d.]+)% removed\)\. "
         r"Summed sensitivity: (-?\d+) images for auto \(a slot pruned alone may also gain images\), (-?\d+) for r2's rates\.")
     assert rates == auto["rates"] and auto["spec"] == "auto:r2" and auto["hand_set"] == "r2"
@@ -216,21 +229,21 @@ def test_readme_sensitivity_and_auto_figures_are_the_sensitivity_stage_s():
            ("auto summed drop", auto_drop, auto["summed_drop_images"], 0),
            ("r2 summed drop", hand_drop, auto["hand_set_summed_drop_images"], 0)])
     assert metric("prune", "chip-auto", "rates") == auto["rates"]
-    removed, asked = readme_numbers(r"may remove a little more than asked \(here ([\d.]+)% for ([\d.]+)%\)")
+    removed, asked = page_numbers("docs/results-digits.md", r"may remove a little more than asked \(here ([\d.]+)% for ([\d.]+)%\)")
     check([("auto reached, in the rule", removed, auto["reached_macs_reduction_pct"], 1),
            ("auto target, in the rule", asked, auto["target_macs_reduction_pct"], 1)])
-    before_auto, before_r2 = readme_numbers(r"CHIP's network at auto gets ([\d.]+)% of the test images right, at r2 ([\d.]+)%")
+    before_auto, before_r2 = page_numbers("docs/results-digits.md", r"CHIP's network at auto gets ([\d.]+)% of the test images right, at r2 ([\d.]+)%")
     check([("chip-auto before fine-tuning", before_auto, metric("prune", "chip-auto", "top1_before_finetune"), 2),
            ("chip-r2 before fine-tuning", before_r2, metric("prune", "chip-r2", "top1_before_finetune"), 2)])
     section = (ROOT / "results" / "comparison.md").read_text().split("automatic rates (auto) against the hand-set r2")[1]
     rows = [line for line in section.splitlines() if line.startswith("| ") and "fine-tuning |" in line]
     assert len(rows) == 2 * 5  # each criterion, after and before fine-tuning
-    readme = (ROOT / "README.md").read_text()
+    readme = page("docs/results-digits.md")
     assert not [r for r in rows if "after fine-tuning" in r and r not in readme]
     with open(ROOT / "results" / "metrics" / "b0" / "sensitivity.csv") as f:
         measured = list(csv.DictReader(f))
     run = json.loads((ROOT / "results" / "run.json").read_text())
-    n, seconds = readme_numbers(r"\*\*Cost:\*\* (\d+) pruned networks per baseline, each BatchNorm-re-estimated and "
+    n, seconds = page_numbers("docs/results-digits.md", r"\*\*Cost:\*\* (\d+) pruned networks per baseline, each BatchNorm-re-estimated and "
                                 r"evaluated once: (\d+) s of the run per baseline")
     check([("sensitivity networks", n, len(measured), 0),
            ("sensitivity seconds", seconds, statistics.fmean(v for k, v in run["stages_s"].items() if k.startswith("sensitivity@")), 0)])
@@ -240,7 +253,7 @@ def test_readme_alexnet_and_mobilenet_counts_are_the_counter_s():
     """The counts quoted for SNPFI's networks are what `prunelab count` computes."""
     from prunelab import counting, models
 
-    text = " ".join((ROOT / "README.md").read_text().split())
+    text = " ".join(page("docs/changing.md").split())
     quoted = re.findall(r"`prunelab count --model (\w+) --input (\d+)x(\d+)x(\d+)` gives ([\d,]+) params and "
                         r"([\d,]+) MACs", text)
     assert len(quoted) == 2, quoted
@@ -255,7 +268,7 @@ FASHION = ("fashion", "fashion-alexnet")
 def test_readme_fashion_tables_are_the_committed_tables():
     """Every row of each Fashion-MNIST pipeline's table and of its criteria differences is in the
     README as committed in <pipeline>/results/."""
-    readme = (ROOT / "README.md").read_text()
+    readme = page("docs/results-fashion.md")
     for folder in FASHION:
         results = ROOT / folder / "results"
         rows = [line for line in (results / "table.md").read_text().splitlines() if line.startswith("| ")]
@@ -267,7 +280,7 @@ def test_readme_fashion_tables_are_the_committed_tables():
 
 
 def test_readme_fashion_runs_are_dated_and_timed_from_their_run_records():
-    text = " ".join((ROOT / "README.md").read_text().split())
+    text = " ".join(page("docs/results-fashion.md").split())
     for folder in FASHION:
         run = json.loads((ROOT / folder / "results" / "run.json").read_text())
         m = re.search(rf"`{folder}/` ran on (\d{{4}}-\d\d-\d\d) on (.+?), in (\d+) minutes", text)
@@ -283,7 +296,7 @@ def test_readme_fashion_baseline_and_its_anchor():
     from prunelab import config
 
     params = config.load_any(ROOT / "fashion" / "params.yaml")
-    top1, gap, fraction = readme_numbers(
+    top1, gap, fraction = page_numbers("docs/results-fashion.md", 
         r"\*\*ResNet-20 baseline:\*\* ([\d.]+)% top-1 on the 10,000 test images, ([\d.]+) points below the 95\.6% "
         r"anchor, after 1/(\d+) of its image-epochs")
     baseline = json.loads((ROOT / "fashion" / "results" / "metrics" / "train_baseline.json").read_text())["top1"]
@@ -295,7 +308,7 @@ def test_readme_fashion_baseline_and_its_anchor():
 
 def test_readme_fashion_chip_against_random_is_the_comparison():
     """The README's verdict on CHIP against random is the comparison's, word for word."""
-    text = " ".join((ROOT / "README.md").read_text().split())
+    text = " ".join(page("docs/results-fashion.md").split())
     comparison = (ROOT / "fashion" / "results" / "comparison.md").read_text()
     for setting, block in re.findall(r"## ResNet-20, setting (\w+):(.*?)(?=\n## |\Z)", comparison, re.S):
         row = re.search(r"\| CHIP − Random \| (\S+) \| (\[[^]]+\]) \| [^|]+ \| ([^|]+) \|", block)
@@ -318,7 +331,7 @@ def verdict(block: str, label: str, before: bool = False) -> str:
 
 def test_readme_fashion_prose_follows_the_verdicts():
     """The sentences that summarise fashion/'s comparison say what its verdicts say."""
-    text = " ".join((ROOT / "README.md").read_text().split())
+    text = " ".join(page("docs/results-fashion.md").split())
     blocks = fashion_blocks()
     chip_beats = [s for s, b in blocks.items() if verdict(b, "CHIP − Random") == "CHIP better"]
     assert ("CHIP does not beat random at these settings after fine-tuning" in text) == (not chip_beats)
@@ -332,11 +345,11 @@ def test_readme_fashion_prose_follows_the_verdicts():
     if "the lead is gone after fine-tuning" in text:
         assert not any(verdict(b, "HRank − Random") == "HRank better" or verdict(b, "HRank − CHIP") == "HRank better"
                        for b in blocks.values())
-    (n,) = readme_numbers(r"(\d+) intervals at 95% each")
+    (n,) = page_numbers("docs/results-fashion.md", r"(\d+) intervals at 95% each")
     assert int(n) == sum(len(re.findall(r"^\| \w+ − \w+ \|", b, re.M)) for b in blocks.values())
     # before fine-tuning, r1, and SNPFI's two starting points
-    said = readme_numbers(r"\(r1: CHIP ([\d.]+)%, HRank ([\d.]+)%, L1 ([\d.]+)%, random ([\d.]+)%\)")
-    snpfi = readme_numbers(r"SNPFI, which picks its own widths and recovers without training, starts at ([\d.]+)% "
+    said = page_numbers("docs/results-fashion.md", r"\(r1: CHIP ([\d.]+)%, HRank ([\d.]+)%, L1 ([\d.]+)%, random ([\d.]+)%\)")
+    snpfi = page_numbers("docs/results-fashion.md", r"SNPFI, which picks its own widths and recovers without training, starts at ([\d.]+)% "
                            r"\(r1\) and ([\d.]+)% \(r2\)")
     check([(f"fashion {c}-r1 before fine-tuning", n, fashion_metric("fashion", "prune", f"{c}-r1", "top1_before_finetune"), 2)
            for c, n in zip(("chip", "hrank", "l1", "random"), said)]
@@ -346,7 +359,7 @@ def test_readme_fashion_prose_follows_the_verdicts():
 
 def test_readme_fashion_stage_times_are_the_run_record():
     run = json.loads((ROOT / "fashion" / "results" / "run.json").read_text())
-    baseline, finetune = readme_numbers(r"the baseline (\d+), the ten fine-tunings (\d+),")
+    baseline, finetune = page_numbers("docs/results-fashion.md", r"the baseline (\d+), the ten fine-tunings (\d+),")
     check([("fashion baseline minutes", baseline, run["stages_s"]["train_baseline"] / 60, 0),
            ("fashion fine-tuning minutes", finetune,
             sum(v for k, v in run["stages_s"].items() if k.startswith("finetune@")) / 60, 0)])
@@ -355,16 +368,16 @@ def test_readme_fashion_stage_times_are_the_run_record():
 def test_readme_alexnet_figures_are_its_committed_files():
     (setting, block), = fashion_blocks("fashion-alexnet").items()
     row = re.search(r"\| CHIP − Random \| (\S+) \| (\[[^]]+\]) \| [^|]+ \| ([^|]+) \|", block)
-    text = " ".join((ROOT / "README.md").read_text().split())
+    text = " ".join(page("docs/results-fashion.md").split())
     said = re.search(rf"At {setting}, AlexNet's CHIP − random is (\S+) points \(95% CI (\[[^]]+\])\): ([^.]+)\.", text)
     assert said and said.groups() == (row.group(1), row.group(2), row.group(3).strip())
     before = re.search(r"\| CHIP − Random \| (\S+) \| (\[[^]]+\]) \| [^|]+ \| ([^|]+) \|",
                        block.split("| Difference before fine-tuning |")[1])
     said = re.search(r"there, AlexNet's CHIP − random is (\S+) points \(95% CI (\[[^]]+\])\): ([^.]+)\.", text)
     assert said and said.groups() == (before.group(1), before.group(2), before.group(3).strip())
-    (top1,) = readme_numbers(r"\*\*AlexNet baseline:\*\* ([\d.]+)% top-1 on the 10,000 test images")
-    reached, target = readme_numbers(r"for the same MACs reduction \(([\d.]+)% reached, target ([\d.]+)%\)")
-    before = readme_numbers(r"Before fine-tuning: CHIP ([\d.]+)%, HRank ([\d.]+)%, L1 ([\d.]+)%, random ([\d.]+)%, "
+    (top1,) = page_numbers("docs/results-fashion.md", r"\*\*AlexNet baseline:\*\* ([\d.]+)% top-1 on the 10,000 test images")
+    reached, target = page_numbers("docs/results-fashion.md", r"for the same MACs reduction \(([\d.]+)% reached, target ([\d.]+)%\)")
+    before = page_numbers("docs/results-fashion.md", r"Before fine-tuning: CHIP ([\d.]+)%, HRank ([\d.]+)%, L1 ([\d.]+)%, random ([\d.]+)%, "
                             r"SNPFI ([\d.]+)%")
     baseline = json.loads((ROOT / "fashion-alexnet" / "results" / "metrics" / "train_baseline.json").read_text())["top1"]
     check([("AlexNet baseline top-1", top1, baseline, 2),
@@ -383,13 +396,13 @@ def test_readme_fashion_sweep_figures_are_its_sweep_s():
     with open(ROOT / "fashion" / "results" / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
     at = {r["criterion"]: r for r in rows if (r["scheme"], float(r["ratio"])) == ("inner", 0.5)}
-    macs, chip, hrank, l1, random, snpfi = readme_numbers(
+    macs, chip, hrank, l1, random, snpfi = page_numbers("docs/results-fashion.md", 
         r"with the inner channels alone at ratio 0\.5 \(([\d.]+)% of the MACs removed\), after BatchNorm re-estimation, "
         r"CHIP keeps ([\d.]+)%, HRank ([\d.]+)%, L1 ([\d.]+)%, random ([\d.]+)% \(one draw\) and SNPFI ([\d.]+)%\.")
     check([("fashion inner 0.5 MACs removed", macs, float(at["chip"]["macs_reduction_pct"]), 1)]
           + [(f"fashion inner 0.5 {c}", said, float(at[c]["top1_bn_reestimated"]), 2)
              for c, said in zip(("chip", "hrank", "l1", "random", "snpfi"), (chip, hrank, l1, random, snpfi))])
-    most, least = readme_numbers(r"no rate-based criterion keeps more than ([\d.]+)% at any ratio, even after the "
+    most, least = page_numbers("docs/results-fashion.md", r"no rate-based criterion keeps more than ([\d.]+)% at any ratio, even after the "
                                  r"re-estimation, while SNPFI's refit keeps at least ([\d.]+)%")
     r2 = [r for r in rows if r["scheme"] == "r2"]
     check([("fashion r2 best rate-based", most, max(float(r["top1_bn_reestimated"]) for r in r2 if r["criterion"] != "snpfi"), 2),
@@ -402,7 +415,7 @@ def test_readme_fashion_sensitivity_figures_are_its_sensitivity_s():
     with open(ROOT / "fashion" / "results" / "sensitivity.csv") as f:
         top1 = {(int(r["slot"]), float(r["rate"])): float(r["top1"]) for r in csv.DictReader(f)}
     info = json.loads((ROOT / "fashion" / "results" / "sensitivity.json").read_text())
-    stage1, images, stage2, inner, baseline = readme_numbers(
+    stage1, images, stage2, inner, baseline = page_numbers("docs/results-fashion.md", 
         r"pruned alone at rate 0\.5, the stage-1 block outputs keep ([\d.]+)% of (\d+) training images and the stage-2 "
         r"outputs ([\d.]+)%, where every inner slot keeps at least ([\d.]+)% \(the baseline: ([\d.]+)%\)")
     check([("stage-1 outputs at 0.5", stage1, top1[1, 0.5], 2), ("images", images, info["images"], 0),
@@ -416,7 +429,7 @@ def test_readme_numerics_cost_is_the_benchmark_s():
     measured it."""
     cost = json.loads((ROOT / "results" / "numerics_cost.json").read_text())
     ips = cost["images_per_s"]
-    cpu, rounds, steps, native, portable, ratio, onednn, aten, mkl = readme_numbers(
+    cpu, rounds, steps, native, portable, ratio, onednn, aten, mkl = page_numbers("docs/numerics.md", 
         r"writes `results/numerics_cost.json`\. On ([^.(]+?) \(median of (\d+) rounds of (\d+) steps, 2 threads each\): native (\d+) images/s, portable (\d+), a "
         r"ratio of ([\d.]+)\. Each cap alone: oneDNN's ([\d.]+), ATen's ([\d.]+), MKL's compatible mode ([\d.]+)")
     assert (cpu, int(rounds), int(steps), cost["threads"]) == (cost["cpu"], cost["rounds"], cost["steps"], 2)
@@ -435,11 +448,11 @@ NOT_FILES = {"MNIST/raw/", "cifar-10-batches-py/", "FashionMNIST/raw/", "/usr/sh
 
 
 def readme_paths() -> list[str]:
-    """The repository files the README names in backticks: a token with a '/' or a file name's
+    """The repository files the README and the documentation pages name in backticks: a token with a '/' or a file name's
     extension, braces expanded (`results/table.{md,csv}`), placeholders (<...>, *) skipped."""
-    readme = (ROOT / "README.md").read_text()
+    text = "\n".join(page(p.relative_to(ROOT).as_posix()) for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
     names = set()
-    for token in re.findall(r"`([^`\s]+)`", readme):
+    for token in re.findall(r"`([^`\s]+)`", text):
         token = token.rstrip(".,:;)").lstrip("(")
         if "<" in token or "*" in token or "$" in token or "=" in token or token.startswith(("-", "http")):
             continue

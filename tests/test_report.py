@@ -321,3 +321,33 @@ def test_a_count_of_exactly_one_billion_is_written_in_billions(tmp_path):
     assert "| 1.00B (50.0%) |" in md and "1000.00M" not in md
     below = report.frame([record(macs=999_994_999, baseline_macs=2_000_000_000)])
     assert "999.99M (50.0%)" in report.markdown(below, "t")
+
+
+def test_the_spread_over_baselines_is_the_sample_standard_deviation_and_pairs_need_the_same_baselines(tmp_path):
+    """Three baselines at 80, 90 and 100: mean 90, sample sd 10 (the population sd would be 8.16).
+    A criterion run on other baselines (0, 1, 3) has nothing to pair with CHIP's (0, 1, 2)."""
+    chip = [record(baseline=b, top1=t, top1_per_seed=f"{t:.2f}") for b, t in ((0, 80.0), (1, 90.0), (2, 100.0))]
+    other = [record(criterion="random", baseline=b, top1=t, top1_per_seed=f"{t:.2f}")
+             for b, t in ((0, 70.0), (1, 85.0), (3, 90.0))]
+    md = report.write_tables(chip, tmp_path)["table.md"].read_text()
+    assert "| 90.00 ± 10.00 (3 baselines) |" in md
+    df = report.frame(chip + other)
+    a, b = (next(df[df.criterion == c].itertuples(index=False)) for c in ("chip", "random"))
+    assert report.difference(a, b) is None
+
+
+def test_a_p_value_below_one_in_a_thousand_is_printed_as_such():
+    """Declared CHIP − random over three seeds whose differences are 42.0, 42.0 and 41.9 points:
+    scipy's paired t test gives p of about 1e-5, printed "< 0.001", not "0.000"; a p of 0.012 keeps
+    its three decimals."""
+    import numpy as np
+    from scipy import stats
+
+    tops = {"chip": [92.0, 93.0, 92.5], "random": [50.0, 51.0, 50.6]}
+    recs = [record(criterion=c, seeds="0 1 2", top1_per_seed=" ".join(f"{t:.2f}" for t in v), top1=float(np.mean(v)))
+            for c, v in tops.items()]
+    assert stats.ttest_rel(tops["chip"], tops["random"]).pvalue < 0.001
+    section = report.comparison(report.frame(recs), [("chip", "random", "r1")]).split("## Declared contrasts")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| CHIP − Random at r1 |"))
+    assert [c.strip() for c in row.strip("|").split("|")][4:6] == ["< 0.001", "< 0.001"], row
+    assert report._p(0.0123) == "0.012"

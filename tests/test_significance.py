@@ -118,6 +118,16 @@ def test_detectable_difference_is_what_the_t_test_finds_80_percent_of_the_time()
     assert math.isnan(significance.detectable(1.0, 1)) and math.isnan(significance.detectable(0.0, 5))
 
 
+
+def test_detectable_difference_counts_both_tails_of_the_two_sided_test():
+    """Near alpha the test's other tail carries much of its power: for a power of 0.08 at 5%
+    about a third of the rejections fall on the wrong side. The returned difference solves the
+    two-sided power equation 1 - P(-t* < T < t*) = power (scipy's noncentral t cdf), at every power."""
+    for k, power in ((3, 0.08), (3, 0.5), (5, 0.8)):
+        delta = significance.detectable(1.0, k, 0.05, power)
+        crit, nc = stats.t.ppf(0.975, k - 1), delta * math.sqrt(k)
+        assert 1 - (stats.nct.cdf(crit, k - 1, nc) - stats.nct.cdf(-crit, k - 1, nc)) == pytest.approx(power, abs=1e-6)
+
 def test_mismatched_pairs_are_refused():
     with pytest.raises(ValueError, match="not the same test set"):
         significance.over_images(np.ones(10, bool), np.ones(11, bool))
