@@ -127,3 +127,23 @@ def test_an_auto_target_up_to_what_the_largest_rates_remove_is_accepted():
     above = math.nextafter(target, 1.0)
     refused(params_with(**{"prune.settings.auto": f"auto:{above!r}"}),
             rf"^prune.settings.auto: 'auto:{above!r}' asks for .*removes {most:.1f}%")
+
+
+def test_a_baseline_trains_with_its_own_seed_and_only_a_listed_one_resolves():
+    """resolve(params, b): seed becomes b (training, features, scores, draws), data_seed keeps the
+    data's seed, files go under b<b>/; a baseline not in `baselines` is refused, naming the flag."""
+    params = config.validate(params_with(seed=3, baselines=[0, 5]))
+    five = config.resolve(params, 5)
+    assert (five["seed"], five["data_seed"], five["baseline"]) == (5, 3, 5)
+    assert Path(five["paths"]["baseline"]).parent.name == "b5"
+    with pytest.raises(ConfigError, match=r"--baseline: 7 is not in baselines \(0, 5\)"):
+        config.resolve(params, 7)
+
+
+def test_a_declared_family_holds_at_most_ten_contrasts():
+    """Ten distinct contrasts are accepted; an eleventh is refused, naming compare.family."""
+    criteria = DEFAULT["prune"]["criteria"]
+    pairs = [f"{a} - {b} @ {s}" for s in DEFAULT["prune"]["settings"] for i, a in enumerate(criteria) for b in criteria[i + 1:]]
+    assert len(pairs) >= 11
+    config.validate(params_with(**{"compare.family": pairs[:10]}))
+    refused(params_with(**{"compare.family": pairs[:11]}), "compare.family")
