@@ -147,3 +147,9 @@ def test_a_declared_family_holds_at_most_ten_contrasts():
     assert len(pairs) >= 11
     config.validate(params_with(**{"compare.family": pairs[:10]}))
     refused(params_with(**{"compare.family": pairs[:11]}), "compare.family")
+
+
+def test_a_sensitivity_rate_must_prune_something():
+    """sensitivity.rates are in (0, 1): a rate of 0 would measure the unpruned network 30 times."""
+    config.validate(params_with(**{"sensitivity.rates": [0.1, 0.5]}))
+    refused(params_with(**{"sensitivity.rates": [0.0, 0.5]}), "sensitivity.rates")

@@ -440,7 +440,7 @@ def test_readme_numerics_cost_is_the_benchmark_s():
            ("MKL_CBWR alone", mkl, ips["mkl"] / ips["native"], 2)])
 
 
-GENERATED = (".dvc/tmp/", "models/", "features/", "scores/", "data/", "dvc_plots/", "mlflow.db", ".venv/", ".tools/", "gpu-results/",
+GENERATED = (".dvc/tmp/", "site/", "models/", "features/", "scores/", "data/", "dvc_plots/", "mlflow.db", ".venv/", ".tools/", "gpu-results/",
              "runs/", "paper/results/", "/mnt/", "s3://", "ssh://", "gs://")
 # named in the README but not files of the repository: datasets' own layouts, Debian's copy of
 # Fashion-MNIST, an example of a refused value
