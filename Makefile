@@ -61,7 +61,8 @@ test: setup system-packages
 test-slow: setup system-packages
 	$(VENV)/bin/python -m pytest -m slow
 
-# The documentation site (mkdocs.yml, docs/) into site/: offline (no web fonts or CDN), and
+# The documentation site (mkdocs.yml, docs/) into site/, built offline and read from file:// (no web
+# fonts; only the search box fetches a polyfill from unpkg there), and
 # --strict: a broken link or a page missing from the navigation is an error. Open site/index.html.
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
