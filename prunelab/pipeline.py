@@ -11,8 +11,7 @@ import json
 import signal
 import sys
 import threading
-import contextlib
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
@@ -331,7 +330,7 @@ class ResumableTraining:
                   f"saved ({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}); training from the start",
                   file=sys.stderr)
         self.state = saved["train"] if saved else None
-        self._exits = contextlib.ExitStack()
+        self._exits = ExitStack()
         if distributed.is_main():  # other torchrun ranks train alongside rank 0 and write nothing
             self.curve = list(saved["curve"]) if saved else []
             self.run = self._exits.enter_context(stage_run(self.params, self.stage, self.sections, self.item, self.tags,
