@@ -119,7 +119,10 @@ def _not_an_mlflow_store(db: Path) -> str | None:
     import sqlite3
 
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        # read-write, never created (the file exists): a stage killed mid-transaction leaves a hot
+        # journal that the first reader must roll back, which a read-only connection cannot do
+        # ("attempt to write a readonly database"); MLflow would roll it back the same way
+        con = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=5)
         try:
             tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         finally:

@@ -172,3 +172,27 @@ def test_ctrl_c_inside_the_store_s_client_stays_an_interruption():
         closing_fails()
     with pytest.raises(tracking.TrackingError, match="stopped answering"), tracking._sending("sqlite:///mlflow.db"):
         raise RuntimeError("database is locked")
+
+
+def test_a_store_left_with_a_hot_journal_by_a_killed_writer_is_accepted(tmp_path):
+    """A writer killed mid-transaction (SIGKILL, its changes spilled to the file) leaves a hot
+    rollback journal beside the store. The store check rolls it back, as MLflow would, instead of
+    calling the file "not an MLflow store" ("attempt to write a readonly database")."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    db = tmp_path / "mlflow.db"
+    with sqlite3.connect(db) as con:
+        for table in ("alembic_version", "experiments", "runs"):
+            con.execute(f"CREATE TABLE {table} (x)")
+    writer = ("import os, signal, sqlite3, sys\n"
+              "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+              "con.execute('PRAGMA cache_size=1'); con.execute('BEGIN')\n"
+              "con.executemany('INSERT INTO runs VALUES (?)', [('x' * 500,)] * 2000)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    subprocess.run([sys.executable, "-c", writer, str(db)], check=False)
+    assert (tmp_path / "mlflow.db-journal").stat().st_size > 0  # the hot journal the killed writer left
+    assert tracking.check_store(f"sqlite:///{db}") == f"sqlite:///{db}"
+    with sqlite3.connect(db) as con:  # rolled back: the killed transaction's rows are gone
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
