@@ -55,8 +55,8 @@ def paper_table_command(args: argparse.Namespace) -> None:
 
 
 def _stage(params: dict, stage: str, net: config.Network) -> str:
-    """DVC's name of a network's stage: evaluate@0-chip-r2 (baseline 0), the paper's evaluate@r1-chip."""
-    return f"{stage}@{net.name}" if "experiment" in params else f"{stage}@{params['baseline']}-{net.name}"
+    """DVC's name of a network's stage: evaluate@0-chip-r2 (baseline 0), the paper's evaluate@0-resnet56-r1-chip."""
+    return f"{stage}@{params['baseline']}-{net.name}"
 
 
 def _records(params: dict, from_mlflow: bool) -> list[dict]:
@@ -117,11 +117,12 @@ def write_table(params: dict, from_mlflow: bool = False) -> dict:
     config.load_any)."""
     if config.is_paper(params):
         paper = params
-        records = []
-        for name in paper["experiments"]:
-            params = config.experiment_params(paper, name)
-            if params["rows"]:
-                records += _records(params, from_mlflow)
+        records = []  # every network of every baseline: the tables pair and average over baselines
+        for baseline in paper["baselines"]:
+            for name in paper["experiments"]:
+                params = config.experiment_params(paper, name, baseline)
+                if params["rows"]:
+                    records += _records(params, from_mlflow)
         rank = {name: i for i, name in enumerate(config.paper_networks(paper))}  # rows' order, each row's criteria in turn
         records.sort(key=lambda r: rank[f"{r['setting']}-{r['criterion']}"])
         title = "CHIP and SNPFI, reproduced" + (" (smoke mode: synthetic data, not results)" if paper["smoke"] else "")

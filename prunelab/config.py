@@ -485,13 +485,14 @@ def setting_rates(params: dict, setting: str) -> list[float]:
     return parse_sparsity(picked["rates"], f"{path}: auto.{setting}.rates")
 
 
-def load_params(path: str | Path = "params.yaml", experiment: str | None = None) -> dict:
-    """Validated params of the default pipeline, or of one experiment of a paper params file."""
+def load_params(path: str | Path = "params.yaml", experiment: str | None = None, baseline: int | None = None) -> dict:
+    """Validated params of the default pipeline, or of one experiment and baseline of a paper
+    params file (experiment_params)."""
     params = load_any(path)
     if is_paper(params):
         if experiment is None:
             raise ConfigError(f"{path}: a paper params file; pass --experiment ({', '.join(params['experiments'])})")
-        return experiment_params(params, experiment)
+        return experiment_params(params, experiment, baseline)
     if experiment is not None:
         raise ConfigError(f"--experiment: {path} has no experiments: (the paper pipeline's params live in paper/)")
     return params
@@ -501,18 +502,17 @@ def baseline_folder(baseline: int) -> str:
     return f"b{baseline}"
 
 
-def resolve(params: dict, baseline: int, flat: bool = False) -> dict:
+def resolve(params: dict, baseline: int) -> dict:
     """The params one stage runs with, for one baseline: `seed` becomes the baseline's seed (its
     training, feature images, scores, random draws and SNPFI game), `data_seed` keeps the data's
     seed, `baseline` names it, and `paths` spell out its files: baseline, features, scores,
-    pruned, finetuned under <models>/b<baseline>/, metrics under <metrics>/b<baseline>/
-    (flat: straight under <models> and <metrics>, the paper pipeline's layout). Everything else
-    as given (validated)."""
+    pruned, finetuned under <models>/b<baseline>/, metrics under <metrics>/b<baseline>/.
+    Everything else as given (validated)."""
     if baseline not in params["baselines"]:
         raise ConfigError(f"--baseline: {short(baseline)} is not in baselines ({', '.join(map(str, params['baselines']))})")
     paths = params["paths"]
-    models = Path(paths["models"]) if flat else Path(paths["models"]) / baseline_folder(baseline)
-    metrics = Path(paths["metrics"]) if flat else Path(paths["metrics"]) / baseline_folder(baseline)
+    models = Path(paths["models"]) / baseline_folder(baseline)
+    metrics = Path(paths["metrics"]) / baseline_folder(baseline)
     resolved = copy.deepcopy(params)
     resolved.update(seed=baseline, data_seed=params["seed"], baseline=baseline)
     resolved["paths"] = {"data": paths["data"], "baseline": str(models / "baseline.pt"), "features": str(models / "features.pt"),
@@ -630,7 +630,8 @@ def _mapping_of(value: Any, phrase: str) -> Any:
 class Paper(Section):
     """paper/params.yaml: shared settings, one experiment per model, and the rows of the tables."""
 
-    seed: Seed
+    seed: Seed  # the data (as the default pipeline's `seed`)
+    baselines: Seeds  # independently trained baselines of every experiment, the replicates
     seeds: Seeds
     device: _one_of(*DEVICES)
     engine: Engine
@@ -676,9 +677,9 @@ def validate_paper(paper: dict) -> None:
             models.group_rates(arch, parse_sparsity(spec["sparsity"], f"rows.{row}.sparsity"))
         except ValueError as e:
             raise ConfigError(str(e) if str(e).startswith("rows.") else f"rows.{row}.sparsity: {e}") from None
-    networks = sum(len(row_criteria(paper, row)) for row in paper["rows"])
+    networks = sum(len(row_criteria(paper, row)) for row in paper["rows"]) * len(paper["baselines"])
     if networks > MAX_PAPER_NETWORKS:
-        raise ConfigError(f"rows: {networks} networks (rows x their criteria); at most {MAX_PAPER_NETWORKS}")
+        raise ConfigError(f"rows: {networks} networks (rows x their criteria x baselines); at most {MAX_PAPER_NETWORKS}")
 
 
 def is_paper(params: dict) -> bool:
@@ -706,10 +707,16 @@ def paper_scores(paper: dict) -> dict[str, dict[str, str]]:
 
 
 def paper_dvc_vars(paper: dict) -> list[dict]:
-    """paper/dvc.yaml's `vars:`, the lists its per-score and per-network stages run over
-    (`foreach: ${scores}`, `foreach: ${networks}`): DVC cannot look a row's experiment up from a
-    matrix item, so tools/write_pipelines.py writes them out from params.yaml."""
-    return [{"scores": paper_scores(paper)}, {"networks": paper_networks(paper)}]
+    """paper/dvc.yaml's `vars:`, the lists its per-model, per-score and per-network stages run
+    over (`foreach: ${models}`, `${scores}`, `${networks}`), each for every baseline, the
+    baseline first in its name as in the default pipeline ('0-resnet56', '0-resnet56-chip',
+    '0-resnet56-r1-chip'): DVC cannot look a row's experiment up from a matrix item, so
+    tools/write_pipelines.py writes them out from params.yaml."""
+    per_model = {f"{b}-{e}": {"baseline": b, "experiment": e} for b in paper["baselines"] for e in paper["experiments"]}
+    scores = {f"{b}-{name}": {"baseline": b, **item} for b in paper["baselines"] for name, item in paper_scores(paper).items()}
+    networks = {f"{b}-{name}": {"baseline": b, "network": name, **item}
+                for b in paper["baselines"] for name, item in paper_networks(paper).items()}
+    return [{"models": per_model}, {"scores": scores}, {"networks": networks}]
 
 
 def check_paper_dvc_yaml(paper: dict, path: str | Path) -> None:
@@ -720,16 +727,22 @@ def check_paper_dvc_yaml(paper: dict, path: str | Path) -> None:
     except (OSError, yaml.YAMLError, AttributeError) as e:
         raise ConfigError(f"{path}: not a readable dvc.yaml ({short(str(e))})") from None
     if found != paper_dvc_vars(paper):
-        raise ConfigError(f"{path}: its scores and networks are not params.yaml's rows x criteria; run "
+        raise ConfigError(f"{path}: its models, scores and networks are not params.yaml's baselines x rows x criteria; run "
                           "`python tools/write_pipelines.py` from the repository root, then `dvc repro` again")
 
 
-def experiment_params(paper: dict, name: str) -> dict:
-    """The default pipeline's params for one paper experiment: its model, data and recipes, its
-    rows as prune settings, its outputs under paths.runs/<name>/; in smoke mode, synthetic data
-    in the dataset's real format, one epoch of a few batches."""
+def experiment_params(paper: dict, name: str, baseline: int | None = None) -> dict:
+    """The default pipeline's params for one paper experiment and one of its baselines (config.resolve;
+    optional where `baselines` lists one): its model, data and recipes, its rows as prune
+    settings, its files under paths.runs/<name>/b<baseline>/ and its records under
+    paths.runs/<name>/metrics/b<baseline>/; in smoke mode, synthetic data in the dataset's real
+    format, one epoch of a few batches."""
     if name not in paper["experiments"]:
         raise ConfigError(f"--experiment: {short(name)} is not in experiments ({', '.join(paper['experiments'])})")
+    if baseline is None and len(paper["baselines"]) == 1:  # the one there is
+        baseline = paper["baselines"][0]
+    if baseline is None:
+        raise ConfigError(f"--baseline: required, one of baselines ({', '.join(map(str, paper['baselines']))})")
     exp = copy.deepcopy(paper["experiments"][name])
     runs = Path(paper["paths"]["runs"])
     out = runs / name
@@ -737,7 +750,7 @@ def experiment_params(paper: dict, name: str) -> dict:
     rows = {r: {**spec, "criteria": row_criteria(paper, r)} for r, spec in paper["rows"].items() if spec["experiment"] == name}
     used = list(dict.fromkeys(c for spec in rows.values() for c in spec["criteria"]))  # scored on this experiment
     params = {
-        "seed": paper["seed"], "baselines": [paper["seed"]], "seeds": list(paper["seeds"]), "device": paper["device"],
+        "seed": paper["seed"], "baselines": list(paper["baselines"]), "seeds": list(paper["seeds"]), "device": paper["device"],
         "engine": paper["engine"], "tracking": paper["tracking"],
         "paths": {"data": paper["paths"]["data"][exp["data"]["name"]], "models": str(out), "metrics": str(out / "metrics"),
                   "results": paper["paths"]["results"]},
@@ -766,7 +779,7 @@ def experiment_params(paper: dict, name: str) -> dict:
         validate(params)  # without sweep: and sensitivity: (paper/ has neither stage)
     else:
         _check(BaselineOnly, {k: v for k, v in params.items() if k not in ("prune", "seeds")})
-    params = resolve(params, paper["seed"], flat=True)  # one baseline, its files straight in runs/<name>/
+    params = resolve(params, baseline)
     params.update(experiment=name, rows=rows, smoke=paper["smoke"])
     return params
 

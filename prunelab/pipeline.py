@@ -153,11 +153,11 @@ def dataset_digest(splits: Splits | FolderSplits) -> str:
 def stage_run(params: dict, stage: str, sections: dict, item: str | None = None, tags: dict | None = None,
               run_id: str | None = None, data: Splits | FolderSplits | None = None):
     """The MLflow run of one stage execution, named as DVC names the stage: 'finetune@0-chip-r1' (baseline 0), or
-    'train_baseline@resnet110' for a per-model stage of the paper pipeline. `data`, when the
+    'train_baseline@0-resnet110' for a per-model stage of the paper pipeline. `data`, when the
     stage read a data set, is logged as the run's input (name and digest)."""
     if "experiment" in params:  # the paper's: the experiment names a per-model stage
         item = item or params["experiment"]
-    elif "baseline" in params:  # the default pipeline's: the baseline comes first (train_baseline@0, finetune@0-chip-r2)
+    if "baseline" in params:  # the baseline comes first (train_baseline@0, finetune@0-chip-r2, finetune@0-resnet56-r1-chip)
         item = f"{params['baseline']}-{item}" if item else str(params["baseline"])
     run_name = f"{stage}@{item}" if item else stage
     all_tags = {"stage": stage, "model": params["model"]["arch"], "params_hash": config.params_hash(params),
@@ -204,8 +204,8 @@ def restored_runs(params: dict, name: str, lock: dict[str, dict], dataset) -> li
     records, report, sweep and sensitivity their tables and plots.
     """
     stage, _, item = name.partition("@")
-    # the network's name: the item, less the baseline in front of it in the default pipeline (0-chip-r2)
-    net_name = item.partition("-")[2] if "baseline" in params and "experiment" not in params else item
+    # the network's name: the item, less the baseline in front of it (0-chip-r2, 0-resnet56-r1-chip)
+    net_name = item.partition("-")[2] if "baseline" in params else item
     read = {k: v for values in lock[name].get("params", {}).values() for k, v in values.items()}
     if stage == "evaluate":  # and the params of the stages that made its network (one params.yaml: no clash)
         for upstream in ("prune", "finetune"):
@@ -449,8 +449,8 @@ def no_arguments(description: str) -> None:
 
 
 def _baseline_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--baseline", type=int, help="default pipeline: one of `baselines` in params.yaml, "
-                        "whose files the stage reads and writes")
+    parser.add_argument("--baseline", type=int, help="one of `baselines` in params.yaml, whose files the stage "
+                        "reads and writes (optional where it lists one)")
 
 
 def _resolved(params: dict, baseline: int | None) -> dict:
@@ -469,8 +469,8 @@ def experiment_stage(description: str, criterion: bool = False) -> tuple[dict, s
     """Params of a per-baseline stage (train_baseline, extract_features, score, sensitivity) and
     its --criterion, resolved for its baseline (config.resolve).
 
-    The default pipeline names the baseline with --baseline; the paper pipeline names its
-    experiment with --experiment (one baseline each).
+    Both pipelines name the baseline with --baseline; the paper pipeline also names its
+    experiment with --experiment.
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--experiment", help="paper pipeline: an entry of experiments: in params.yaml")
@@ -478,7 +478,7 @@ def experiment_stage(description: str, criterion: bool = False) -> tuple[dict, s
     if criterion:
         parser.add_argument("--criterion", required=True)
     args = parser.parse_args()
-    params = _resolved(config.load_params("params.yaml", args.experiment), args.baseline)
+    params = _resolved(config.load_params("params.yaml", args.experiment, args.baseline), args.baseline)
     if criterion and args.criterion not in params["prune"]["criteria"]:
         raise config.ConfigError(f"--criterion: {args.criterion!r} is not in prune.criteria {params['prune']['criteria']}")
     tracking.check_store(params["tracking"]["uri"])  # before any data or model loads
@@ -500,7 +500,7 @@ def network_stage(description: str) -> tuple[dict, config.Network]:
         if args.network not in networks:
             raise config.ConfigError(f"--network: {args.network!r} is not a row pruned by one of its criteria "
                                      f"({', '.join(networks)})")
-        params = config.experiment_params(paper, networks[args.network]["experiment"])
+        params = config.experiment_params(paper, networks[args.network]["experiment"], args.baseline)
         tracking.check_store(params["tracking"]["uri"])  # before any data or model loads
         return params, next(n for n in config.networks(params) if n.name == args.network)
     params = _resolved(config.load_params("params.yaml"), args.baseline)

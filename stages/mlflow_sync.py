@@ -26,12 +26,15 @@ def main() -> None:
     t = params["tracking"]
     tracking.check_store(t["uri"])
     lock = tracking.lock_stages("dvc.lock")
-    if config.is_paper(params):  # a stage resolves against its experiment's params
-        experiments = {name: config.experiment_params(params, name) for name in params["experiments"]}
-        # stage name -> its experiment: train_baseline@resnet56, score@resnet56-chip, prune@resnet56-r1-chip
-        of_stage = {f"{stage}@{e}": e for stage in ("train_baseline", "extract_features") for e in experiments}
-        of_stage |= {f"score@{name}": item["experiment"] for name, item in config.paper_scores(params).items()}
-        of_stage |= {f"{stage}@{name}": item["experiment"] for name, item in config.paper_networks(params).items()
+    if config.is_paper(params):  # a stage resolves against its experiment's params for its baseline
+        experiments = {f"{b}-{e}": config.experiment_params(params, e, b)
+                       for b in params["baselines"] for e in params["experiments"]}
+        # stage name -> '<baseline>-<experiment>': train_baseline@0-resnet56, score@0-resnet56-chip,
+        # prune@0-resnet56-r1-chip (paper/dvc.yaml's vars: name them)
+        models, scores, networks = (items for entry in config.paper_dvc_vars(params) for items in entry.values())
+        of_stage = {f"{stage}@{name}": name for name in models for stage in ("train_baseline", "extract_features")}
+        of_stage |= {f"score@{name}": f"{item['baseline']}-{item['experiment']}" for name, item in scores.items()}
+        of_stage |= {f"{stage}@{name}": f"{item['baseline']}-{item['experiment']}" for name, item in networks.items()
                      for stage in ("prune", "finetune", "evaluate")}
     else:  # a stage resolves against its baseline's params: train_baseline@0, score@0-chip, prune@0-chip-r2
         experiments = {str(b): config.resolve(params, b) for b in params["baselines"]}
@@ -39,7 +42,7 @@ def main() -> None:
         of_stage["sweep"] = str(params["sweep"]["baseline"])
     # dvc.lock may still hold entries of stages params.yaml no longer has (a baseline taken out of
     # `baselines`, a committed lock in a clone with other params): not this pipeline's, no run
-    gone = tuple(name for name, experiment in of_stage.items() if name in lock and experiment not in experiments)
+    gone = tuple(name for name in lock if "@" in name and of_stage.get(name) not in experiments)
 
     @cache
     def dataset(experiment: str) -> tuple[str, str, str | None]:

@@ -34,7 +34,7 @@ def test_paper_is_its_own_dvc_project(clone):
     assert "check_params" in stages and "mlflow_sync" in stages
     assert not [s for s in stages if "resnet110" in s or "vgg16" in s]  # no paper stage in the root project
     paper = dvc(clone / "paper", "stage", "list", "--name-only").stdout.split()
-    assert "evaluate@resnet110-r2-chip" in paper and "evaluate@0-chip-r1" not in paper
+    assert "evaluate@0-resnet110-r2-chip" in paper and "evaluate@0-chip-r1" not in paper
 
 
 def test_repo_wide_commands_are_clean(clone):

@@ -32,6 +32,13 @@ SMOKE = {
     "snpfi.calibration_images": 16,
     "snpfi.permutations": 2,
     "latency.repeats": 0,
+    # the sensitivity scan and the sweep at one rate on a few images: each stage's wiring, not its
+    # curve (their own tests check the curves; at fashion/'s sizes they took 60 of the 170 s)
+    "sensitivity.rates": [0.5],
+    "sensitivity.images": 64,
+    "sensitivity.bn_images": 64,
+    "sweep.ratios": [0.5],
+    "sweep.bn_images": 64,
 }
 
 

@@ -77,6 +77,21 @@ def test_the_probe_sees_a_difference_in_numerics(runs):
     assert all(runs["native"][k] != runs["here"][k] for k in runs["here"]), runs
 
 
+def test_portable_on_a_cpu_without_avx2_names_the_key_and_the_way_out(monkeypatch):
+    """verify() where CPUID (as numpy reads it) offers AVX but not AVX2: the refusal names the
+    key, what the CPU offers and `native`, in one line (the emulated Sandy Bridge below: the
+    same refusal from the real CPUID, in a stage)."""
+    from prunelab import numerics
+    from prunelab.errors import ConfigError
+
+    monkeypatch.setattr(numerics, "_cpu_has", lambda *features: set(features) <= {"AVX", "SSE42", "SSE41", "SSE3"})
+    with pytest.raises(ConfigError) as e:
+        numerics.verify("portable")
+    message = str(e.value)
+    assert message.startswith("engine.cpu_numerics: portable needs an x86-64 CPU with AVX2 and FMA; this one (")
+    assert "offers AVX at most; set engine.cpu_numerics: native" in message and "\n" not in message
+
+
 @needs_qemu
 def test_a_cpu_without_avx2_is_refused_in_one_line_before_any_stage_runs(tmp_path):
     """The first stage, check_params, on an emulated Sandy Bridge (AVX, no AVX2): exit 2 and one

@@ -191,7 +191,7 @@ def test_mlflow_has_a_run_per_stage_with_params_metrics_and_tags(project):
 
 
 def test_a_finetune_param_reruns_only_finetune_and_what_follows(project):
-    edit_params(project, **{"finetune.epochs": 2})
+    edit_params(project, **{"finetune.epochs": 2})  # the one fine-tuning key the sweep does not read
     stale = set(json.loads(dvc(project, "status", "--json").stdout))
     assert stale == {"check_params", "finetune@0-chip-r1", "finetune@0-chip-r2", "mlflow_sync"}
     r = dvc(project, "repro")
