@@ -502,6 +502,15 @@ def baseline_folder(baseline: int) -> str:
     return f"b{baseline}"
 
 
+def chosen_baseline(baselines: list[int], baseline: int | None) -> int:
+    """A stage's --baseline: as given, or the one there is where `baselines` lists one."""
+    if baseline is None and len(baselines) == 1:
+        return baselines[0]
+    if baseline is None:
+        raise ConfigError(f"--baseline: required, one of baselines ({', '.join(map(str, baselines))})")
+    return baseline
+
+
 def resolve(params: dict, baseline: int) -> dict:
     """The params one stage runs with, for one baseline: `seed` becomes the baseline's seed (its
     training, feature images, scores, random draws and SNPFI game), `data_seed` keeps the data's
@@ -739,10 +748,7 @@ def experiment_params(paper: dict, name: str, baseline: int | None = None) -> di
     format, one epoch of a few batches."""
     if name not in paper["experiments"]:
         raise ConfigError(f"--experiment: {short(name)} is not in experiments ({', '.join(paper['experiments'])})")
-    if baseline is None and len(paper["baselines"]) == 1:  # the one there is
-        baseline = paper["baselines"][0]
-    if baseline is None:
-        raise ConfigError(f"--baseline: required, one of baselines ({', '.join(map(str, paper['baselines']))})")
+    baseline = chosen_baseline(paper["baselines"], baseline)
     exp = copy.deepcopy(paper["experiments"][name])
     runs = Path(paper["paths"]["runs"])
     out = runs / name

@@ -458,11 +458,7 @@ def _resolved(params: dict, baseline: int | None) -> dict:
     one); a paper experiment's are resolved already."""
     if "experiment" in params:
         return params
-    if baseline is None and len(params["baselines"]) == 1:  # the one there is
-        baseline = params["baselines"][0]
-    if baseline is None:
-        raise config.ConfigError(f"--baseline: required, one of baselines ({', '.join(map(str, params['baselines']))})")
-    return config.resolve(params, baseline)
+    return config.resolve(params, config.chosen_baseline(params["baselines"], baseline))
 
 
 def experiment_stage(description: str, criterion: bool = False) -> tuple[dict, str | None]:
