@@ -6,7 +6,7 @@ test set is not looked at: auto's choice must not be fitted to it). Then resolve
 
 One baseline's (--baseline): its channels differ, and so may auto's choice. Writes, in
 results/metrics/b<baseline>/, sensitivity.csv (a row per slot and rate), sensitivity.png (the
-heatmap, auto's choices and the hand-set settings they are measured against outlined) and
+heatmap, every setting's rates outlined: hand-set ones and auto's choices) and
 sensitivity.json (the baseline on the same images; per auto setting its rates, the MACs
 reduction they reach and their summed sensitivity), which the prune stage reads."""
 
@@ -69,7 +69,8 @@ def main() -> None:
               "baseline_loss": baseline["loss"], "auto": {}}
     marks = {}
     for name, spec in settings.items():
-        if not is_auto(spec):
+        if not is_auto(spec):  # outlined on the heatmap, auto: settings or none
+            marks[f"{name} (hand-set)"] = parse_sparsity(spec)
             continue
         target = auto_target(spec, f"prune.settings.{name}", settings)
         hand = parse_sparsity(settings[target]) if isinstance(target, str) else None
@@ -84,7 +85,6 @@ def main() -> None:
             summed = sensitivity.summed_sensitivity(rows, hand, n, baseline["top1"], baseline["loss"], slots)
             if summed is not None:  # every hand-set rate was measured
                 entry["hand_set_summed_drop_images"], entry["hand_set_summed_loss_increase"] = summed
-            marks.setdefault(f"{target} (hand-set)", hand)
         record["auto"][name] = entry
     record["numerics"] = pipeline.numerics_record(params)
     pipeline.write_json(results / "sensitivity.json", record)

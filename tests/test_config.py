@@ -65,7 +65,9 @@ def test_warm_up_may_last_every_epoch_there_can_be():
 
 
 def test_sweeping_an_auto_setting_is_refused_saying_what_the_sweep_scales():
-    message = refused(params_with(**{"sweep.schemes": ["inner", "auto"]}), "^sweep.schemes: 'auto' is an auto: setting")
+    with_auto = {"r2": DEFAULT["prune"]["settings"]["r2"], "auto": "auto:r2"}
+    message = refused(params_with(**{"prune.settings": with_auto, "sweep.schemes": ["inner", "auto"]}),
+                      "^sweep.schemes: 'auto' is an auto: setting")
     assert "the sweep scales a setting's hand-set rates" in message
 
 
@@ -91,7 +93,8 @@ def test_an_auto_setting_s_rates_are_read_back_only_for_its_own_spec(tmp_path):
     <metrics>/b<baseline>/), if it was written for the same spec; rates for another spec (params
     edited since) or no file at all are refused, saying to run that stage. A hand-set setting is
     its own rates."""
-    params = config.resolve(params_with(**{"paths.metrics": str(tmp_path.parent)}), 0)
+    with_auto = {"r2": DEFAULT["prune"]["settings"]["r2"], "auto": "auto:r2"}
+    params = config.resolve(params_with(**{"paths.metrics": str(tmp_path.parent), "prune.settings": with_auto}), 0)
     assert Path(params["paths"]["metrics"]) == tmp_path.parent / "b0"
     tmp_path = tmp_path.parent / "b0"
     tmp_path.mkdir()
@@ -142,11 +145,11 @@ def test_a_baseline_trains_with_its_own_seed_and_only_a_listed_one_resolves():
 
 def test_a_declared_family_holds_at_most_ten_contrasts():
     """Ten distinct contrasts are accepted; an eleventh is refused, naming compare.family."""
-    criteria = DEFAULT["prune"]["criteria"]
-    pairs = [f"{a} - {b} @ {s}" for s in DEFAULT["prune"]["settings"] for i, a in enumerate(criteria) for b in criteria[i + 1:]]
+    criteria, settings = DEFAULT["prune"]["criteria"], {"r2": DEFAULT["prune"]["settings"]["r2"], "r1": "[0.]+[0.15]*2+[0.4]*27"}
+    pairs = [f"{a} - {b} @ {s}" for s in settings for i, a in enumerate(criteria) for b in criteria[i + 1:]]
     assert len(pairs) >= 11
-    config.validate(params_with(**{"compare.family": pairs[:10]}))
-    refused(params_with(**{"compare.family": pairs[:11]}), "compare.family")
+    config.validate(params_with(**{"prune.settings": settings, "compare.family": pairs[:10]}))
+    refused(params_with(**{"prune.settings": settings, "compare.family": pairs[:11]}), "compare.family")
 
 
 def test_a_sensitivity_rate_must_prune_something():

@@ -1,6 +1,7 @@
 """The real DVC pipeline on a small configuration: caching, MLflow, byte-identical tables."""
 
 import json
+import os
 import re
 import subprocess
 
@@ -145,6 +146,22 @@ def test_record_run_gives_each_stage_its_time(project):
     tb = next(r for r in _runs_by_stage(project)["train_baseline@0"] if "restored_from" not in r.data.tags)
     assert record["stages_s"]["train_baseline@0"] >= (tb.info.end_time - tb.info.start_time) / 1000 - 0.5
     assert "CPUs" in record["machine"]
+
+    # a later run (one that added a baseline) re-runs check_params and only some stages: the
+    # record holds those that ended after check_params, the rest belong to an earlier run
+    check = project / "results" / "params_check.txt"
+    stamp = check.stat().st_mtime
+    later = (project / "results" / "table.md").stat().st_mtime - 0.001  # the report and what followed it
+    os.utime(check, (later, later))
+    try:
+        r = run([str(BIN / "python"), str(ROOT / "tools" / "record_run.py"), str(project), "--name", "run-b9.json"], project)
+        part = json.loads((project / "results" / "run-b9.json").read_text())
+    finally:
+        os.utime(check, (stamp, stamp))
+        (project / "results" / "run-b9.json").unlink(missing_ok=True)
+    assert "report" in part["stages_s"] and "train_baseline@0" not in part["stages_s"]
+    assert len(part["stages_s"]) < len(record["stages_s"]) and f"{len(part['stages_s'])} stages" in r.stdout
+    assert part["span_s"] == pytest.approx(sum(part["stages_s"].values()), abs=0.1 * len(part["stages_s"]))
 
 
 def test_second_repro_does_nothing(project):
