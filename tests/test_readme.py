@@ -92,31 +92,32 @@ def check(claims: list[tuple[str, str, float, int]]) -> None:
 CRITERIA = ("chip", "hrank", "l1", "random")  # the rate-based ones
 
 
-SETTINGS = ("r2", "auto")  # the default pipeline's prune.settings
+def comparison_section(heading: str, folder: str = ".") -> str:
+    """The section of <folder>/results/comparison.md under '## <heading>', to the next section."""
+    return (ROOT / folder / "results" / "comparison.md").read_text().split(f"## {heading}")[1].split("\n## ")[0]
 
 
-def comparison_section(heading: str) -> str:
-    """The section of results/comparison.md under '## <heading>', to the next section."""
-    return (ROOT / "results" / "comparison.md").read_text().split(f"## {heading}")[1].split("\n## ")[0]
-
-
-@pytest.mark.parametrize("name", ["README.md", "docs/results-digits.md"])
-def test_readme_declared_contrasts_are_the_comparison_s(name):
-    """The declared contrasts' table is in the README as comparison.md has it; the sentence that
+@pytest.mark.parametrize("name, folder", [("README.md", "."), ("docs/results-digits.md", "."),
+                                          ("docs/results-fashion.md", "fashion")])
+def test_readme_declared_contrasts_are_the_comparison_s(name, folder):
+    """The declared contrasts' table is on the page as comparison.md has it; the sentence that
     counts the decided ones names exactly the rows whose verdict is not "not detected" or "no
     interval", and the detectable differences it quotes are the table's smallest and largest."""
     readme = page(name)
-    rows = [line for line in comparison_section("Declared contrasts").splitlines() if re.match(r"\| \w+ − \w+ at ", line)]
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    rows = [line for line in comparison_section("Declared contrasts", folder).splitlines() if re.match(r"\| \w+ − \w+ at ", line)]
+    params = yaml.safe_load((ROOT / folder / "params.yaml").read_text())
     assert len(rows) == len(params["compare"]["family"]) == 3
     assert not [r for r in rows if r not in readme]
     cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
     decided = [f"{c[0]} ({c[6]}: {c[1]} points, Holm p {c[5]})" for c in cells
                if c[6] != "not detected" and not c[6].startswith("no interval")]
-    k, n, listed = page_numbers(name, r"\*\*(\d+) of the (\d+) declared contrasts (?:is|are) decided\*\* \(Holm, 5% family-wise\): ([^.]+)\.")
+    k, n, listed = page_numbers(name, r"\*\*(\d+) of the (\d+) declared contrasts (?:is|are) decided\*\* \(Holm, 5% family-wise\): ((?:[^.]|\.\d)+)\.")
     assert (int(k), int(n)) == (len(decided), len(rows)) and listed == ("; ".join(decided) or "none")
-    low, high = page_numbers(name, r"a true difference smaller than ([\d.]+) to ([\d.]+) points")
     detectable = [float(c[7]) for c in cells if c[7] != "–"]
+    if len(params["baselines"]) < 2:  # no spread between baselines: no interval, nothing detectable
+        assert not detectable and "**One baseline so far.**" in readme
+        return
+    low, high = page_numbers(name, r"a true difference smaller than ([\d.]+) to ([\d.]+) points")
     check([("smallest detectable difference", low, min(detectable), 2),
            ("largest detectable difference", high, max(detectable), 2)])
     (b,) = page_numbers(name, r"With (\d+) baselines \(")
@@ -211,37 +212,24 @@ def test_readme_sweep_figures_are_the_sweep_s():
             statistics.fmean(v for k, v in run["stages_s"].items() if k.startswith("finetune@")), 0)])
 
 
-def test_readme_sensitivity_and_auto_figures_are_the_sensitivity_stage_s():
-    """Baseline 0's sensitivity stage: what auto picked, its summed sensitivity beside r2's, CHIP's
-    top-1 before fine-tuning at both; then the after-fine-tuning rows of comparison.md's auto
-    section (verbatim, over every baseline); the stage's cost, per baseline."""
+def test_readme_sensitivity_figures_are_the_sensitivity_stage_s():
+    """Baseline 0's sensitivity stage: the slots and rates it measured, the baseline's top-1 on
+    the same training images, the rates r2 gives each kind of slot, and the stage's cost per
+    baseline."""
     import csv
     import statistics
 
     info = json.loads((ROOT / "results" / "metrics" / "b0" / "sensitivity.json").read_text())
-    auto = info["auto"]["auto"]
-    target, rates, reached, auto_drop, hand_drop = page_numbers("docs/results-digits.md", 
-        r"\*\*What auto picked\*\* on baseline 0 for r2's ([\d.]+)% of the MACs: `([^`]+)` \(([\d.]+)% removed\)\. "
-        r"Summed sensitivity: (-?\d+) images for auto \(a slot pruned alone may also gain images\), (-?\d+) for r2's rates\.")
-    assert rates == auto["rates"] and auto["spec"] == "auto:r2" and auto["hand_set"] == "r2"
-    check([("auto target", target, auto["target_macs_reduction_pct"], 1),
-           ("auto reached", reached, auto["reached_macs_reduction_pct"], 1),
-           ("auto summed drop", auto_drop, auto["summed_drop_images"], 0),
-           ("r2 summed drop", hand_drop, auto["hand_set_summed_drop_images"], 0)])
-    assert metric("prune", "chip-auto", "rates") == auto["rates"]
-    removed, asked = page_numbers("docs/results-digits.md", r"may remove a little more than asked \(here ([\d.]+)% for ([\d.]+)%\)")
-    check([("auto reached, in the rule", removed, auto["reached_macs_reduction_pct"], 1),
-           ("auto target, in the rule", asked, auto["target_macs_reduction_pct"], 1)])
-    before_auto, before_r2 = page_numbers("docs/results-digits.md", r"CHIP's network at auto gets ([\d.]+)% of the test images right, at r2 ([\d.]+)%")
-    check([("chip-auto before fine-tuning", before_auto, metric("prune", "chip-auto", "top1_before_finetune"), 2),
-           ("chip-r2 before fine-tuning", before_r2, metric("prune", "chip-r2", "top1_before_finetune"), 2)])
-    section = (ROOT / "results" / "comparison.md").read_text().split("automatic rates (auto) against the hand-set r2")[1]
-    rows = [line for line in section.splitlines() if line.startswith("| ") and "fine-tuning |" in line]
-    assert len(rows) == 2 * 5  # each criterion, after and before fine-tuning
-    readme = page("docs/results-digits.md")
-    assert not [r for r in rows if "after fine-tuning" in r and r not in readme]
     with open(ROOT / "results" / "metrics" / "b0" / "sensitivity.csv") as f:
         measured = list(csv.DictReader(f))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert info["auto"] == {} and not [s for s in params["prune"]["settings"].values() if s.startswith("auto:")]
+    slots, rates = page_numbers("docs/results-digits.md", r"(\d+) slots\. Each slot is pruned alone at each of "
+                                r"`sensitivity.rates` \(([\d., ]+)\) with CHIP's scores")
+    assert int(slots) == len({r["slot"] for r in measured})
+    assert [float(r) for r in rates.split(", ")] == sorted({float(r["rate"]) for r in measured}) == params["sensitivity"]["rates"]
+    (top1,) = page_numbers("docs/results-digits.md", r"The baseline gets ([\d.]+)% of these images right")
+    check([("baseline top-1 on the sensitivity images", top1, info["baseline_top1"], 2)])
     run = json.loads((ROOT / "results" / "run.json").read_text())
     n, seconds = page_numbers("docs/results-digits.md", r"\*\*Cost:\*\* (\d+) pruned networks per baseline, each BatchNorm-re-estimated and "
                                 r"evaluated once: (\d+) s of the run per baseline")
@@ -262,107 +250,93 @@ def test_readme_alexnet_and_mobilenet_counts_are_the_counter_s():
         assert (counts["params"], counts["macs"]) == (int(params.replace(",", "")), int(macs.replace(",", ""))), arch
 
 
-FASHION = ("fashion", "fashion-alexnet")
+def fashion_metric(folder: str, kind: str, network: str, key: str, baseline: int | None = None):
+    """<folder>/results/metrics/[b<baseline>/]<kind>/<network>.json[key]: fashion-alexnet/ keeps the
+    one-baseline layout of its run, fashion/ a folder per baseline."""
+    base = ROOT / folder / "results" / "metrics"
+    return json.loads(((base if baseline is None else base / f"b{baseline}") / kind / f"{network}.json").read_text())[key]
+
+
+def fashion_params() -> dict:
+    return yaml.safe_load((ROOT / "fashion" / "params.yaml").read_text())
+
+
+def test_readme_fashion_section_is_what_the_files_give():
+    """tools/fashion_section.py --check: the ResNet-20 section was rewritten after the last run."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "fashion_section.py"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
 
 
 def test_readme_fashion_tables_are_the_committed_tables():
-    """Every row of each Fashion-MNIST pipeline's table and of its criteria differences is in the
-    README as committed in <pipeline>/results/."""
-    readme = page("docs/results-fashion.md")
-    for folder in FASHION:
-        results = ROOT / folder / "results"
-        rows = [line for line in (results / "table.md").read_text().splitlines() if line.startswith("| ")]
-        differences = [line for line in (results / "comparison.md").read_text().splitlines()
-                       if re.match(r"\| \w+ − \w+ \|", line)]
-        assert rows and differences, folder
-        missing = [line for line in rows + differences if line not in readme]
-        assert not missing, f"README lacks {folder}'s rows: {missing}"
+    """Every row of fashion/'s table and of its comparison (declared contrasts, each criterion over
+    the baselines and per baseline, every difference) is on the page as committed; and every row of
+    fashion-alexnet/'s table and criteria differences."""
+    text = page("docs/results-fashion.md")
+    results = ROOT / "fashion" / "results"
+    table = [line for line in (results / "table.md").read_text().splitlines() if line.startswith("| ResNet-20 ")]
+    compared = [line for heading in ("Declared contrasts", "ResNet-20, setting r2")
+                for line in comparison_section(heading, "fashion").splitlines()
+                if re.match(r"\| (CHIP|HRank|L1|Random|SNPFI)( − \w+)?( at r2)? \|", line)]
+    assert len(table) == 5 and len(compared) >= 3 + 5 + 14
+    assert not [line for line in table + compared if line not in text]
+    declared = [line for line in compared if re.match(r"\| \w+ − \w+ at ", line)]
+    assert len(declared) == 3 and not [line for line in declared if line not in page("README.md")]
+    for name in ("README.md", "docs/results-fashion.md"):
+        (n,) = page_numbers(name, r"\*\*(\d+) of the \d+ planned baselines (?:is|are) in\*\*")
+        assert int(n) == len(fashion_params()["baselines"]), name
+    results = ROOT / "fashion-alexnet" / "results"
+    rows = [line for line in (results / "table.md").read_text().splitlines() if line.startswith("| ")]
+    differences = [line for line in (results / "comparison.md").read_text().splitlines() if re.match(r"\| \w+ − \w+ \|", line)]
+    assert rows and differences
+    assert not [line for line in rows + differences if line not in text]
 
 
 def test_readme_fashion_runs_are_dated_and_timed_from_their_run_records():
-    text = " ".join(page("docs/results-fashion.md").split())
-    for folder in FASHION:
-        run = json.loads((ROOT / folder / "results" / "run.json").read_text())
-        m = re.search(rf"`{folder}/` ran on (\d{{4}}-\d\d-\d\d) on (.+?), in (\d+) minutes", text)
-        assert m, f"README lacks the run sentence of {folder}/"
-        assert m.groups() == (run["date"], run["machine"], f"{run['span_s'] / 60:.0f}"), folder
+    """fashion/: a row per baseline, from the record of the run that added it; every baseline
+    has one. fashion-alexnet/: its one run's sentence."""
+    text = page("docs/results-fashion.md")
+    for b in fashion_params()["baselines"]:
+        run = json.loads((ROOT / "fashion" / "results" / f"run-b{b}.json").read_text())
+        row = f"| {b} | {run['date']} | {run['machine']} | {run['span_s'] / 60:.0f} | {len(run['stages_s'])} |"
+        assert row in text, row
+        assert any(k.endswith(f"@{b}") or f"@{b}-" in k for k in run["stages_s"]), f"run-b{b}.json did not run baseline {b}"
+    (n, planned) = page_numbers("docs/results-fashion.md", r"\*\*(\d+) of the (\d+) planned baselines (?:is|are) in\*\*")
+    assert int(n) == len(fashion_params()["baselines"]) and int(planned) >= 8
+    run = json.loads((ROOT / "fashion-alexnet" / "results" / "run.json").read_text())
+    m = re.search(r"`fashion-alexnet/` ran on (\d{4}-\d\d-\d\d) on (.+?), in (\d+) minutes", " ".join(text.split()))
+    assert m and m.groups() == (run["date"], run["machine"], f"{run['span_s'] / 60:.0f}")
 
 
-def fashion_metric(folder: str, kind: str, network: str, key: str):
-    return json.loads((ROOT / folder / "results" / "metrics" / kind / f"{network}.json").read_text())[key]
+def test_readme_fashion_baselines_and_their_anchor():
+    import statistics
 
-
-def test_readme_fashion_baseline_and_its_anchor():
-    from prunelab import config
-
-    params = config.load_any(ROOT / "fashion" / "params.yaml")
-    top1, gap, fraction = page_numbers("docs/results-fashion.md", 
-        r"\*\*ResNet-20 baseline:\*\* ([\d.]+)% top-1 on the 10,000 test images, ([\d.]+) points below the 95\.6% "
-        r"anchor, after 1/(\d+) of its image-epochs")
-    baseline = json.loads((ROOT / "fashion" / "results" / "metrics" / "train_baseline.json").read_text())["top1"]
-    assert baseline >= 90.0, "the Fashion-MNIST baseline must reach 90% top-1"
+    params = fashion_params()
+    mean, low, high, gap, fraction = page_numbers("docs/results-fashion.md",
+        r"\*\*ResNet-20 baselines:\*\* ([\d.]+)% top-1 on the 10,000 test images on average \(([\d.]+)% to ([\d.]+)%\), "
+        r"([\d.]+) points below the 95\.6% anchor, after 1/(\d+) of its image-epochs")
+    tops = [json.loads((ROOT / "fashion" / "results" / "metrics" / f"b{b}" / "train_baseline.json").read_text())["top1"]
+            for b in params["baselines"]]
+    assert statistics.fmean(tops) >= 90.0, "the Fashion-MNIST baselines must reach 90% top-1 on average"
     image_epochs = params["train"]["epochs"] * params["data"]["train_subset"]
-    check([("fashion baseline top-1", top1, baseline, 2), ("gap to the 95.6% anchor", gap, 95.6 - baseline, 2),
+    check([("fashion baselines' mean top-1", mean, statistics.fmean(tops), 2), ("lowest", low, min(tops), 2),
+           ("highest", high, max(tops), 2), ("gap to the 95.6% anchor", gap, 95.6 - statistics.fmean(tops), 2),
            ("share of the anchor's 300 x 60,000 image-epochs", fraction, 300 * 60_000 / image_epochs, 0)])
 
 
-def test_readme_fashion_chip_against_random_is_the_comparison():
-    """The README's verdict on CHIP against random is the comparison's, word for word."""
-    text = " ".join(page("docs/results-fashion.md").split())
-    comparison = (ROOT / "fashion" / "results" / "comparison.md").read_text()
-    for setting, block in re.findall(r"## ResNet-20, setting (\w+):(.*?)(?=\n## |\Z)", comparison, re.S):
-        row = re.search(r"\| CHIP − Random \| (\S+) \| (\[[^]]+\]) \| [^|]+ \| ([^|]+) \|", block)
-        said = re.search(rf"At {setting}, CHIP − random is (\S+) points \(95% CI (\[[^]]+\])\): ([^.;]+)[.;]", text)
-        assert row and said, setting
-        assert said.groups() == (row.group(1), row.group(2), row.group(3).strip()), setting
+def test_readme_fashion_ablation_rows_are_the_ablation_s():
+    text = page("docs/results-fashion.md")
+    ablation = (ROOT / "fashion" / "results" / "ablation.md").read_text().splitlines()
+    quoted = [line for line in text.splitlines() if re.match(r"\| (\w+ − CHIP, |\w+, (rates|snpfi) widths: |\w+, refit\+bn: )", line)]
+    assert len(quoted) >= 4 and not [q for q in quoted if q not in ablation]
 
 
 def fashion_blocks(folder: str = "fashion") -> dict[str, str]:
     """{setting: its section of <folder>/results/comparison.md}"""
     text = (ROOT / folder / "results" / "comparison.md").read_text()
     return dict(re.findall(r"## [^,\n]+, setting (\w+):(.*?)(?=\n## |\Z)", text, re.S))
-
-
-def verdict(block: str, label: str, before: bool = False) -> str:
-    """The verdict of `label` in a setting's difference table after fine-tuning (or before)."""
-    table = block.split("| Difference before fine-tuning |")[1 if before else 0]
-    return re.search(rf"\| {label} \| \S+ \| \S+, \S+ \| [^|]+ \| ([^|]+) \|", table).group(1).strip()
-
-
-def test_readme_fashion_prose_follows_the_verdicts():
-    """The sentences that summarise fashion/'s comparison say what its verdicts say."""
-    text = " ".join(page("docs/results-fashion.md").split())
-    blocks = fashion_blocks()
-    chip_beats = [s for s, b in blocks.items() if verdict(b, "CHIP − Random") == "CHIP better"]
-    assert ("CHIP does not beat random at these settings after fine-tuning" in text) == (not chip_beats)
-    if "SNPFI, which picks its own widths" in text:
-        ahead = re.search(r"stays ahead of random and CHIP at (\w+) after fine-tuning", text).group(1)
-        assert verdict(blocks[ahead], "SNPFI − Random") == "SNPFI better"
-        assert verdict(blocks[ahead], "SNPFI − CHIP") == "SNPFI better"
-    if "before fine-tuning, HRank is ahead of random and of CHIP at both settings" in text:
-        for b in blocks.values():
-            assert verdict(b, "HRank − Random", before=True) == verdict(b, "HRank − CHIP", before=True) == "HRank better"
-    if "the lead is gone after fine-tuning" in text:
-        assert not any(verdict(b, "HRank − Random") == "HRank better" or verdict(b, "HRank − CHIP") == "HRank better"
-                       for b in blocks.values())
-    (n,) = page_numbers("docs/results-fashion.md", r"(\d+) intervals at 95% each")
-    assert int(n) == sum(len(re.findall(r"^\| \w+ − \w+ \|", b, re.M)) for b in blocks.values())
-    # before fine-tuning, r1, and SNPFI's two starting points
-    said = page_numbers("docs/results-fashion.md", r"\(r1: CHIP ([\d.]+)%, HRank ([\d.]+)%, L1 ([\d.]+)%, random ([\d.]+)%\)")
-    snpfi = page_numbers("docs/results-fashion.md", r"SNPFI, which picks its own widths and recovers without training, starts at ([\d.]+)% "
-                           r"\(r1\) and ([\d.]+)% \(r2\)")
-    check([(f"fashion {c}-r1 before fine-tuning", n, fashion_metric("fashion", "prune", f"{c}-r1", "top1_before_finetune"), 2)
-           for c, n in zip(("chip", "hrank", "l1", "random"), said)]
-          + [(f"fashion snpfi-{s} before fine-tuning", n, fashion_metric("fashion", "prune", f"snpfi-{s}", "top1_before_finetune"), 2)
-             for s, n in zip(("r1", "r2"), snpfi)])
-
-
-def test_readme_fashion_stage_times_are_the_run_record():
-    run = json.loads((ROOT / "fashion" / "results" / "run.json").read_text())
-    baseline, finetune = page_numbers("docs/results-fashion.md", r"the baseline (\d+), the ten fine-tunings (\d+),")
-    check([("fashion baseline minutes", baseline, run["stages_s"]["train_baseline"] / 60, 0),
-           ("fashion fine-tuning minutes", finetune,
-            sum(v for k, v in run["stages_s"].items() if k.startswith("finetune@")) / 60, 0)])
 
 
 def test_readme_alexnet_figures_are_its_committed_files():
@@ -396,7 +370,7 @@ def test_readme_fashion_sweep_figures_are_its_sweep_s():
     with open(ROOT / "fashion" / "results" / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
     at = {r["criterion"]: r for r in rows if (r["scheme"], float(r["ratio"])) == ("inner", 0.5)}
-    macs, chip, hrank, l1, random, snpfi = page_numbers("docs/results-fashion.md", 
+    macs, chip, hrank, l1, random, snpfi = page_numbers("docs/results-fashion.md",
         r"with the inner channels alone at ratio 0\.5 \(([\d.]+)% of the MACs removed\), after BatchNorm re-estimation, "
         r"CHIP keeps ([\d.]+)%, HRank ([\d.]+)%, L1 ([\d.]+)%, random ([\d.]+)% \(one draw\) and SNPFI ([\d.]+)%\.")
     check([("fashion inner 0.5 MACs removed", macs, float(at["chip"]["macs_reduction_pct"]), 1)]
@@ -412,10 +386,10 @@ def test_readme_fashion_sweep_figures_are_its_sweep_s():
 def test_readme_fashion_sensitivity_figures_are_its_sensitivity_s():
     import csv
 
-    with open(ROOT / "fashion" / "results" / "sensitivity.csv") as f:
+    with open(ROOT / "fashion" / "results" / "metrics" / "b0" / "sensitivity.csv") as f:
         top1 = {(int(r["slot"]), float(r["rate"])): float(r["top1"]) for r in csv.DictReader(f)}
-    info = json.loads((ROOT / "fashion" / "results" / "sensitivity.json").read_text())
-    stage1, images, stage2, inner, baseline = page_numbers("docs/results-fashion.md", 
+    info = json.loads((ROOT / "fashion" / "results" / "metrics" / "b0" / "sensitivity.json").read_text())
+    stage1, images, stage2, inner, baseline = page_numbers("docs/results-fashion.md",
         r"pruned alone at rate 0\.5, the stage-1 block outputs keep ([\d.]+)% of (\d+) training images and the stage-2 "
         r"outputs ([\d.]+)%, where every inner slot keeps at least ([\d.]+)% \(the baseline: ([\d.]+)%\)")
     check([("stage-1 outputs at 0.5", stage1, top1[1, 0.5], 2), ("images", images, info["images"], 0),
