@@ -23,6 +23,7 @@ from write_pipelines import PIPELINES, TEMPLATES, derived_dvc_yaml  # noqa: E402
 # one of each kind (CHIP's scores from features, random's per-seed draws, SNPFI's game) and the
 # comparison's two references; HRank and L1 run the same code paths as CHIP and random.
 SMOKE = {
+    "baselines": [0],  # fashion/ lists every baseline committed so far; one is the wiring
     "prune.criteria": ["chip", "random", "snpfi"],
     "data.train_subset": 200,
     "train.epochs": 1,

@@ -231,6 +231,7 @@ BAD = [
 @pytest.mark.parametrize("overrides,key,allowed", BAD, ids=[c[1] + ":" + c[2][:16] for c in BAD])
 def test_bad_sensitivity_and_auto_params_are_refused_by_name(overrides, key, allowed):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["prune"]["settings"]["auto"] = "auto:r2"  # the default pipeline's r2, and an auto: setting beside it
     set_params(params, overrides)
     with pytest.raises(PrunelabError) as e:
         config.validate(params)

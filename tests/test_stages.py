@@ -54,7 +54,7 @@ CASES = [
     ({"prune.settings": {"r 1": "[0.1]*30"}}, "prune.settings", "letters, digits"),
     ({"model.arch": "vgg16", "prune.settings": {"r1": "[0.3]*12"}}, "model.arch", "at least 32x32 pixels"),
     ({"seeds": [0, 1, 0]}, "seeds", "distinct integers"),
-    ({"sweep.schemes": ["inner", "r3"]}, "sweep.schemes", "neither 'inner' nor a prune.settings name (r2, auto)"),
+    ({"sweep.schemes": ["inner", "r3"]}, "sweep.schemes", "neither 'inner' nor a prune.settings name (r2)"),
     ({"sweep.ratios": [0.5, 1.0]}, "sweep.ratios", "[0, 1)"),
     ({"sweep.bn_images": 0}, "sweep.bn_images", "must be an integer"),
     ({"sweep.finetune_epochs": -1}, "sweep.finetune_epochs", "must be an integer"),

@@ -74,7 +74,7 @@ def render(project: Path = ROOT / "fashion") -> str:
             "`tools/fashion_section.py`, and commit `fashion/`.", ""]
     out += ["| baseline | ran on | machine | minutes | stages in that run |", "|---:|---|---|---:|---:|"]
     out += [f"| {b} | {r['date']} | {r['machine']} | {r['span_s'] / 60:.0f} | {len(r['stages_s'])} |" for b, r in runs.items()]
-    out += ["", "What we chose, and why:",
+    out += ["", "What we chose, and why:", "",
             "- **Network:** ResNet-20 (CIFAR layout, one input channel), the smallest of CHIP's CIFAR",
             "  ResNets, so that one baseline with its five fine-tunings fits in about a quarter of an hour on 2 cores.",
             f"- **Training subset:** {params['data']['train_subset']:,} of the 60,000 training images, "
