@@ -33,7 +33,7 @@ from prunelab import config, tracking
 UNTIMED = ("mlflow_sync",)  # no outputs
 
 
-def end_time(name: str, entry: dict) -> float:
+def end_time(entry: dict) -> float | None:
     """The newest modification time (s) among a dvc.lock entry's outputs, folders expanded;
     None when they are absent (a stage of an earlier run, skipped by --allow-missing)."""
     times = []
@@ -77,7 +77,7 @@ def main() -> None:
     params = config.load_any("params.yaml")
     lock = tracking.lock_stages("dvc.lock")
     timed = [name for name in lock if name not in UNTIMED]
-    ends = {name: end_time(name, lock[name]) for name in timed}
+    ends = {name: end_time(lock[name]) for name in timed}
     if ends.get("check_params") is None:
         raise SystemExit("error: check_params: its output is missing; run `dvc repro` first")
     origin = ends["check_params"]
