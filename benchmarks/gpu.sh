@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every GPU check in one command: the CUDA variants of the tests, then the training-speed and
-# CHIP-scoring benchmarks on the GPU. GPU time is scarce, so a failing step does not stop the
+# CHIP-scoring benchmarks on the GPU, and where a training step's time goes (step_profile.py). GPU time is scarce, so a failing step does not stop the
 # ones after it; each step's output is also saved under $OUT (or gpu-results/).
 #
 #   bash benchmarks/gpu.sh            # from the repository root, with torch, torchvision, numpy,
@@ -32,5 +32,7 @@ step tests "$python" -m pytest -p no:cacheprovider -q -n 0 -k cuda \
     tests/test_criteria.py tests/test_data.py tests/test_engine.py tests/test_latency.py tests/test_distributed.py
 step train_speed "$python" benchmarks/train_speed.py --device cuda --epochs 2
 step train_speed_compiled "$python" benchmarks/train_speed.py --device cuda --epochs 2 --compile --warmup 40
+step train_speed_cudagraphs "$python" benchmarks/train_speed.py --device cuda --epochs 2 --compile --compile-mode reduce-overhead --warmup 40
 step ci_speed "$python" benchmarks/ci_speed.py --device cuda
+step step_profile "$python" benchmarks/step_profile.py
 exit $status

@@ -14,7 +14,7 @@ the allocator's first blocks, the workers' start) are not timed; timers are read
 torch.cuda.synchronize. Prints a table, then the same figures as one JSON line.
 
     python benchmarks/train_speed.py [--device auto|cpu|cuda] [--arch resnet56] [--batch-size 256]
-        [--epochs 1 | --steps N] [--warmup 20] [--compile] [--amp auto|bf16|off]
+        [--epochs 1 | --steps N] [--warmup 20] [--compile [--compile-mode reduce-overhead]] [--amp auto|bf16|off]
         [--channels-last auto|true|false] [--workers 8] [--images 50000]
 
 Imports only torch, numpy and prunelab (engine, data, models): runs on the GPU machine as it is.
@@ -73,12 +73,12 @@ def fast_path(x, y, args, device: torch.device) -> dict:
     accel = Accel.resolve(device, args.amp, args.channels_last)
     model = build_model(args.arch).to(device, memory_format=torch.channels_last if accel.channels_last
                                        else torch.contiguous_format)
-    net = torch.compile(model) if args.compile else model
+    net = torch.compile(model, mode=args.compile_mode) if args.compile else model
     loader = Loader(x, y, MEAN, STD, args.batch_size, device, shuffle=True, augment={"shift": 4, "flip": True},
                     drop_last=True)  # full batches only: one compiled shape
     result = timed_training(net, batches(loader), accel, device, args.warmup, args.steps, args.batch_size)
     return {**result, "amp": "bf16" if accel.amp_dtype == torch.bfloat16 else "off",
-            "channels_last": accel.channels_last, "compile": args.compile}
+            "channels_last": accel.channels_last, "compile": args.compile and args.compile_mode}
 
 
 def plain_path(x, y, args, device: torch.device) -> dict:
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, help="timed steps per path")
     p.add_argument("--warmup", type=int, default=20, help="untimed steps per path")
     p.add_argument("--compile", action="store_true", help="torch.compile the fast path")
+    p.add_argument("--compile-mode", default="default", choices=("default", "reduce-overhead", "max-autotune"),
+                   help="torch.compile's mode: reduce-overhead replays the step's kernels as CUDA graphs")
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "off"))
     p.add_argument("--channels-last", default="auto", choices=("auto", "true", "false"))
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),

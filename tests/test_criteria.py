@@ -40,7 +40,12 @@ def test_zero_channels_score_zero_and_rank_deficient_maps(device):
     fmaps = low_rank.reshape(2, 12, 4, 4).clone()
     fmaps[:, 3] = 0
     assert_close_to_reference(fmaps, device)
-    assert channel_independence(fmaps.to(device))[3].abs() < 1e-9
+    scores = channel_independence(fmaps.to(device)).cpu()  # (12,)
+    # Zero to the precision chip.py states for rank-deficient maps (1e-7 of the largest score):
+    # the CPU's LAPACK keeps the zero row out of every eigenvector (8.8e-38 here); cuSOLVER mixes
+    # it into the null space's, which left 3.2e-9 of 3.3 on an H200. Either way it ranks last.
+    assert scores[3].abs() <= 1e-7 * scores.abs().max()
+    assert scores[3] < torch.cat([scores[:3], scores[4:]]).min()
 
 
 @pytest.fixture(scope="module")
