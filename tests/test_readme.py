@@ -97,30 +97,49 @@ def comparison_section(heading: str, folder: str = ".") -> str:
     return (ROOT / folder / "results" / "comparison.md").read_text().split(f"## {heading}")[1].split("\n## ")[0]
 
 
+FASHION = {"fashion": "## ResNet-20 (`fashion/`)", "fashion-alexnet": "## AlexNet at SNPFI's budget (`fashion-alexnet/`)"}
+
+
+def page_text(name: str, folder: str = ".") -> str:
+    """A page's text; on docs/results-fashion.md, only the section of that project."""
+    text = page(name)
+    if folder in FASHION and name == "docs/results-fashion.md":
+        text = text.split(FASHION[folder], 1)[1].split("\n## ", 1)[0]
+    return text
+
+
+def numbers(text: str, pattern: str) -> tuple[str, ...]:
+    """The groups of pattern's match in a text, its line breaks read as spaces."""
+    m = re.search(pattern, " ".join(text.split()))
+    assert m, f"no sentence matching {pattern!r}"
+    return m.groups()
+
+
 @pytest.mark.parametrize("name, folder", [("README.md", "."), ("docs/results-digits.md", "."),
-                                          ("docs/results-fashion.md", "fashion")])
+                                          ("docs/results-fashion.md", "fashion"),
+                                          ("docs/results-fashion.md", "fashion-alexnet")])
 def test_readme_declared_contrasts_are_the_comparison_s(name, folder):
     """The declared contrasts' table is on the page as comparison.md has it; the sentence that
     counts the decided ones names exactly the rows whose verdict is not "not detected" or "no
     interval", and the detectable differences it quotes are the table's smallest and largest."""
-    readme = page(name)
+    text = page_text(name, folder)
     rows = [line for line in comparison_section("Declared contrasts", folder).splitlines() if re.match(r"\| \w+ − \w+ at ", line)]
     params = yaml.safe_load((ROOT / folder / "params.yaml").read_text())
     assert len(rows) == len(params["compare"]["family"]) == 3
-    assert not [r for r in rows if r not in readme]
+    assert not [r for r in rows if r not in text]
     cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
     decided = [f"{c[0]} ({c[6]}: {c[1]} points, Holm p {c[5]})" for c in cells
                if c[6] != "not detected" and not c[6].startswith("no interval")]
-    k, n, listed = page_numbers(name, r"\*\*(\d+) of the (\d+) declared contrasts (?:is|are) decided\*\* \(Holm, 5% family-wise\): ((?:[^.]|\.\d)+)\.")
+    k, n, listed = numbers(text, r"\*\*(\d+) of the (\d+) declared contrasts (?:is|are) decided\*\* \(Holm, 5% family-wise\): ((?:[^.]|\.\d)+)\.")
     assert (int(k), int(n)) == (len(decided), len(rows)) and listed == ("; ".join(decided) or "none")
     detectable = [float(c[7]) for c in cells if c[7] != "–"]
     if len(params["baselines"]) < 2:  # no spread between baselines: no interval, nothing detectable
-        assert not detectable and "**One baseline so far.**" in readme
+        assert not detectable and "**One baseline so far.**" in text
         return
-    low, high = page_numbers(name, r"a true difference smaller than ([\d.]+) to ([\d.]+) points")
+    low, high = numbers(text, r"a true difference smaller than ([\d.]+) to ([\d.]+) points")
     check([("smallest detectable difference", low, min(detectable), 2),
            ("largest detectable difference", high, max(detectable), 2)])
-    (b,) = page_numbers(name, r"With (\d+) baselines \(")
+    (b,) = numbers(text, r"With (\d+) baselines \(")
     assert int(b) == len(params["baselines"]) and all(c[3] == f"{b} baselines" for c in cells)
 
 
@@ -250,19 +269,17 @@ def test_readme_alexnet_and_mobilenet_counts_are_the_counter_s():
         assert (counts["params"], counts["macs"]) == (int(params.replace(",", "")), int(macs.replace(",", ""))), arch
 
 
-def fashion_metric(folder: str, kind: str, network: str, key: str, baseline: int | None = None):
-    """<folder>/results/metrics/[b<baseline>/]<kind>/<network>.json[key]: fashion-alexnet/ keeps the
-    one-baseline layout of its run, fashion/ a folder per baseline."""
-    base = ROOT / folder / "results" / "metrics"
-    return json.loads(((base if baseline is None else base / f"b{baseline}") / kind / f"{network}.json").read_text())[key]
+def fashion_metric(folder: str, kind: str, network: str, key: str, baseline: int = 0):
+    """<folder>/results/metrics/b<baseline>/<kind>/<network>.json[key]"""
+    return json.loads((ROOT / folder / "results" / "metrics" / f"b{baseline}" / kind / f"{network}.json").read_text())[key]
 
 
-def fashion_params() -> dict:
-    return yaml.safe_load((ROOT / "fashion" / "params.yaml").read_text())
+def fashion_params(folder: str = "fashion") -> dict:
+    return yaml.safe_load((ROOT / folder / "params.yaml").read_text())
 
 
 def test_readme_fashion_section_is_what_the_files_give():
-    """tools/fashion_section.py --check: the ResNet-20 section was rewritten after the last run."""
+    """tools/fashion_section.py --check: both sections and the README paragraph were rewritten after the last run."""
     import subprocess
     import sys
 
@@ -270,44 +287,37 @@ def test_readme_fashion_section_is_what_the_files_give():
     assert r.returncode == 0, r.stderr
 
 
-def test_readme_fashion_tables_are_the_committed_tables():
-    """Every row of fashion/'s table and of its comparison (declared contrasts, each criterion over
-    the baselines and per baseline, every difference) is on the page as committed; and every row of
-    fashion-alexnet/'s table and criteria differences."""
-    text = page("docs/results-fashion.md")
-    results = ROOT / "fashion" / "results"
-    table = [line for line in (results / "table.md").read_text().splitlines() if line.startswith("| ResNet-20 ")]
-    compared = [line for heading in ("Declared contrasts", "ResNet-20, setting r2")
-                for line in comparison_section(heading, "fashion").splitlines()
-                if re.match(r"\| (CHIP|HRank|L1|Random|SNPFI)( − \w+)?( at r2)? \|", line)]
-    assert len(table) == 5 and len(compared) >= 3 + 5 + 14
+@pytest.mark.parametrize(("folder", "model", "setting"), [("fashion", "ResNet-20", "r2"), ("fashion-alexnet", "AlexNet", "f60")])
+def test_readme_fashion_tables_are_the_committed_tables(folder, model, setting):
+    """Every row of the project's table and of its comparison (declared contrasts, each criterion
+    over the baselines and per baseline, every difference) is in its section as committed, the
+    declared contrasts in the README too; both say how many baselines are in."""
+    text = page_text("docs/results-fashion.md", folder)
+    results = ROOT / folder / "results"
+    table = [line for line in (results / "table.md").read_text().splitlines() if line.startswith(f"| {model} ")]
+    block = comparison_section(f"{model}, setting {setting}", folder)
+    compared = [line for line in comparison_section("Declared contrasts", folder).splitlines() + block.splitlines()
+                if re.match(rf"\| (CHIP|HRank|L1|Random|SNPFI)( − \w+)?( at {setting})? \|", line)]
+    n = len(fashion_params(folder)["baselines"])
+    assert len(table) == 5 and len(compared) >= 3 + 5 + 14 + (5 if n > 1 else 0)
     assert not [line for line in table + compared if line not in text]
+    assert not [line for line in compared if text.count(line) > 1], "a row is quoted twice"
     declared = [line for line in compared if re.match(r"\| \w+ − \w+ at ", line)]
     assert len(declared) == 3 and not [line for line in declared if line not in page("README.md")]
-    for name in ("README.md", "docs/results-fashion.md"):
-        (n,) = page_numbers(name, r"\*\*(\d+) of the \d+ planned baselines (?:is|are) in\*\*")
-        assert int(n) == len(fashion_params()["baselines"]), name
-    results = ROOT / "fashion-alexnet" / "results"
-    rows = [line for line in (results / "table.md").read_text().splitlines() if line.startswith("| ")]
-    differences = [line for line in (results / "comparison.md").read_text().splitlines() if re.match(r"\| \w+ − \w+ \|", line)]
-    assert rows and differences
-    assert not [line for line in rows + differences if line not in text]
+    (said, planned) = numbers(text, r"\*\*(\d+) of the (\d+) planned baselines (?:is|are) in\*\*")
+    assert int(said) == n and int(planned) >= {"fashion": 8, "fashion-alexnet": 5}[folder]
+    assert re.search(rf"`{folder}/`: [^*]+\*\*{n} of the {planned} planned baselines (is|are) in\*\*", " ".join(page("README.md").split()))
 
 
-def test_readme_fashion_runs_are_dated_and_timed_from_their_run_records():
-    """fashion/: a row per baseline, from the record of the run that added it; every baseline
-    has one. fashion-alexnet/: its one run's sentence."""
-    text = page("docs/results-fashion.md")
-    for b in fashion_params()["baselines"]:
-        run = json.loads((ROOT / "fashion" / "results" / f"run-b{b}.json").read_text())
+@pytest.mark.parametrize("folder", ["fashion", "fashion-alexnet"])
+def test_readme_fashion_runs_are_dated_and_timed_from_their_run_records(folder):
+    """A row per baseline, from the record of the run that added it; every baseline has one."""
+    text = page_text("docs/results-fashion.md", folder)
+    for b in fashion_params(folder)["baselines"]:
+        run = json.loads((ROOT / folder / "results" / f"run-b{b}.json").read_text())
         row = f"| {b} | {run['date']} | {run['machine']} | {run['span_s'] / 60:.0f} | {len(run['stages_s'])} |"
         assert row in text, row
         assert any(k.endswith(f"@{b}") or f"@{b}-" in k for k in run["stages_s"]), f"run-b{b}.json did not run baseline {b}"
-    (n, planned) = page_numbers("docs/results-fashion.md", r"\*\*(\d+) of the (\d+) planned baselines (?:is|are) in\*\*")
-    assert int(n) == len(fashion_params()["baselines"]) and int(planned) >= 8
-    run = json.loads((ROOT / "fashion-alexnet" / "results" / "run.json").read_text())
-    m = re.search(r"`fashion-alexnet/` ran on (\d{4}-\d\d-\d\d) on (.+?), in (\d+) minutes", " ".join(text.split()))
-    assert m and m.groups() == (run["date"], run["machine"], f"{run['span_s'] / 60:.0f}")
 
 
 def test_readme_fashion_baselines_and_their_anchor():
@@ -317,8 +327,7 @@ def test_readme_fashion_baselines_and_their_anchor():
     mean, low, high, gap, fraction = page_numbers("docs/results-fashion.md",
         r"\*\*ResNet-20 baselines:\*\* ([\d.]+)% top-1 on the 10,000 test images on average \(([\d.]+)% to ([\d.]+)%\), "
         r"([\d.]+) points below the 95\.6% anchor, after 1/(\d+) of its image-epochs")
-    tops = [json.loads((ROOT / "fashion" / "results" / "metrics" / f"b{b}" / "train_baseline.json").read_text())["top1"]
-            for b in params["baselines"]]
+    tops = [fashion_metric("fashion", "", "train_baseline", "top1", b) for b in params["baselines"]]
     assert statistics.fmean(tops) >= 90.0, "the Fashion-MNIST baselines must reach 90% top-1 on average"
     image_epochs = params["train"]["epochs"] * params["data"]["train_subset"]
     check([("fashion baselines' mean top-1", mean, statistics.fmean(tops), 2), ("lowest", low, min(tops), 2),
@@ -326,42 +335,53 @@ def test_readme_fashion_baselines_and_their_anchor():
            ("share of the anchor's 300 x 60,000 image-epochs", fraction, 300 * 60_000 / image_epochs, 0)])
 
 
-def test_readme_fashion_ablation_rows_are_the_ablation_s():
-    text = page("docs/results-fashion.md")
-    ablation = (ROOT / "fashion" / "results" / "ablation.md").read_text().splitlines()
+@pytest.mark.parametrize("folder", ["fashion", "fashion-alexnet"])
+def test_readme_fashion_ablation_rows_are_the_ablation_s(folder):
+    text = page_text("docs/results-fashion.md", folder)
+    ablation = (ROOT / folder / "results" / "ablation.md").read_text().splitlines()
     quoted = [line for line in text.splitlines() if re.match(r"\| (\w+ − CHIP, |\w+, (rates|snpfi) widths: |\w+, refit\+bn: )", line)]
     assert len(quoted) >= 4 and not [q for q in quoted if q not in ablation]
 
 
-def fashion_blocks(folder: str = "fashion") -> dict[str, str]:
-    """{setting: its section of <folder>/results/comparison.md}"""
-    text = (ROOT / folder / "results" / "comparison.md").read_text()
-    return dict(re.findall(r"## [^,\n]+, setting (\w+):(.*?)(?=\n## |\Z)", text, re.S))
-
-
 def test_readme_alexnet_figures_are_its_committed_files():
-    (setting, block), = fashion_blocks("fashion-alexnet").items()
-    row = re.search(r"\| CHIP − Random \| (\S+) \| (\[[^]]+\]) \| [^|]+ \| ([^|]+) \|", block)
-    text = " ".join(page("docs/results-fashion.md").split())
-    said = re.search(rf"At {setting}, AlexNet's CHIP − random is (\S+) points \(95% CI (\[[^]]+\])\): ([^.]+)\.", text)
-    assert said and said.groups() == (row.group(1), row.group(2), row.group(3).strip())
-    before = re.search(r"\| CHIP − Random \| (\S+) \| (\[[^]]+\]) \| [^|]+ \| ([^|]+) \|",
-                       block.split("| Difference before fine-tuning |")[1])
-    said = re.search(r"there, AlexNet's CHIP − random is (\S+) points \(95% CI (\[[^]]+\])\): ([^.]+)\.", text)
-    assert said and said.groups() == (before.group(1), before.group(2), before.group(3).strip())
-    (top1,) = page_numbers("docs/results-fashion.md", r"\*\*AlexNet baseline:\*\* ([\d.]+)% top-1 on the 10,000 test images")
-    reached, target = page_numbers("docs/results-fashion.md", r"for the same MACs reduction \(([\d.]+)% reached, target ([\d.]+)%\)")
-    before = page_numbers("docs/results-fashion.md", r"Before fine-tuning: CHIP ([\d.]+)%, HRank ([\d.]+)%, L1 ([\d.]+)%, random ([\d.]+)%, "
-                            r"SNPFI ([\d.]+)%")
-    baseline = json.loads((ROOT / "fashion-alexnet" / "results" / "metrics" / "train_baseline.json").read_text())["top1"]
-    check([("AlexNet baseline top-1", top1, baseline, 2),
-           ("AlexNet SNPFI reached MACs reduction", reached,
-            fashion_metric("fashion-alexnet", "prune", f"snpfi-{setting}", "reached_macs_reduction_pct"), 1),
-           ("AlexNet SNPFI target MACs reduction", target,
-            fashion_metric("fashion-alexnet", "prune", f"snpfi-{setting}", "target_macs_reduction_pct"), 1)]
-          + [(f"AlexNet {c} before fine-tuning", n,
-              fashion_metric("fashion-alexnet", "prune", f"{c}-{setting}", "top1_before_finetune"), 2)
-             for c, n in zip(("chip", "hrank", "l1", "random", "snpfi"), before)])
+    """The AlexNet section's baselines, SNPFI's widths, sweep and sensitivity figures, each from its file."""
+    import csv
+    import statistics
+
+    folder, params = "fashion-alexnet", fashion_params("fashion-alexnet")
+    text = page_text("docs/results-fashion.md", folder)
+    (setting,) = params["prune"]["settings"]
+    baselines = params["baselines"]
+    tops = [fashion_metric(folder, "", "train_baseline", "top1", b) for b in baselines]
+    mean, low, high = numbers(text, r"\*\*AlexNet baselines:\*\* ([\d.]+)% top-1 on the 10,000 test images on average "
+                                    r"\(([\d.]+)% to ([\d.]+)%\)")
+    reached = [fashion_metric(folder, "prune", f"snpfi-{setting}", "reached_macs_reduction_pct", b) for b in baselines]
+    target, least, most = numbers(text, r"for the same MACs reduction \(target ([\d.]+)%; reached ([\d.]+)% to ([\d.]+)% over the baselines\)")
+    check([("AlexNet baselines' mean top-1", mean, statistics.fmean(tops), 2), ("lowest", low, min(tops), 2),
+           ("highest", high, max(tops), 2),
+           ("SNPFI target MACs reduction", target, fashion_metric(folder, "prune", f"snpfi-{setting}", "target_macs_reduction_pct"), 1),
+           ("SNPFI least reached", least, min(reached), 1), ("SNPFI most reached", most, max(reached), 1)])
+    with open(ROOT / folder / "results" / "sweep.csv") as f:
+        sweep = {(float(r["ratio"]), r["criterion"]): r for r in csv.DictReader(f)}
+    for ratio in sorted({r for r, _ in sweep}):
+        said = numbers(text, rf"at {ratio:g} of every group \(([\d.]+)% of the MACs removed\): CHIP ([\d.]+)%, HRank ([\d.]+)%, "
+                             r"L1 ([\d.]+)%, random ([\d.]+)%, SNPFI \(refit\) ([\d.]+)%")
+        check([(f"sweep {ratio} MACs removed", said[0], float(sweep[ratio, "chip"]["macs_reduction_pct"]), 1)]
+              + [(f"sweep {ratio} {c}", n, float(sweep[ratio, c]["top1_pruned"]), 2)
+                 for c, n in zip(("chip", "hrank", "l1", "random", "snpfi"), said[1:])])
+    # "the ablation's "bn" columns equal "none"": AlexNet has no BatchNorm to re-estimate
+    assert "the ablation's \"bn\" columns equal \"none\"" in text
+    for b in baselines:
+        with open(ROOT / folder / "results" / "metrics" / f"b{b}" / "ablation.csv") as f:
+            top1 = {(r["ranking"], r["widths"], r["recovery"]): r["top1"] for r in csv.DictReader(f)}
+        assert all(top1[k, w, "bn"] == top1[k, w, "none"] and top1[k, w, "refit+bn"] == top1[k, w, "refit"]
+                   for k, w, _ in top1), b
+    with open(ROOT / folder / "results" / "metrics" / "b0" / "sensitivity.csv") as f:
+        at_half = {r["groups"]: float(r["top1"]) for r in csv.DictReader(f) if float(r["rate"]) == 0.5}
+    weakest, low, strongest, high = numbers(text, r"pruned alone at rate 0\.5, `([^`]+)` keeps the least, ([\d.]+)% of \d+ training "
+                                                  r"images, and `([^`]+)` the most, ([\d.]+)%")
+    assert at_half[weakest] == min(at_half.values()) and at_half[strongest] == max(at_half.values())
+    check([("least kept at 0.5", low, at_half[weakest], 2), ("most kept at 0.5", high, at_half[strongest], 2)])
 
 
 def test_readme_fashion_sweep_figures_are_its_sweep_s():
@@ -412,6 +432,55 @@ def test_readme_numerics_cost_is_the_benchmark_s():
            ("oneDNN cap alone", onednn, ips["onednn"] / ips["native"], 2),
            ("ATen cap alone", aten, ips["aten"] / ips["native"], 2),
            ("MKL_CBWR alone", mkl, ips["mkl"] / ips["native"], 2)])
+
+
+def test_gpu_figures_are_the_benchmark_s():
+    """docs/changing.md's GPU paragraph: benchmarks/gpu.sh's figures as results/gpu/ holds them."""
+    gpu = ROOT / "results" / "gpu"
+    text = " ".join(page("docs/changing.md").split())
+    machine = json.loads((gpu / "machine.json").read_text())
+    date, name, version = numbers(text, r"\*\*Measured on a GPU once\*\* \((\S+), one (.+?), torch (\S+);")
+    assert (date, name, version) == (machine["date"].split()[0], machine["gpu"], machine["torch"])
+    plain, compiled = (json.loads((gpu / f).read_text()) for f in ("train_speed.json", "train_speed_compiled.json"))
+    assert plain["batch_size"] == compiled["batch_size"] == 256 and compiled["fast"]["compile"] and not plain["fast"]["compile"]
+    ips, fast, slow, fast_c, slow_c = numbers(text, r"At batch 256 the fast path trains ResNet-56 at (\d+) images/s, ([\d.]+) s per "
+                                                   r"50,000-image epoch, against ([\d.]+) s for the plain path; with `--compile`, "
+                                                   r"([\d.]+) s \(plain ([\d.]+) s\)")
+    check([("images/s", ips, plain["fast"]["images_per_s"], 0), ("fast epoch", fast, plain["fast"]["epoch_s"], 2),
+           ("plain epoch", slow, plain["plain"]["epoch_s"], 2), ("compiled epoch", fast_c, compiled["fast"]["epoch_s"], 2),
+           ("plain epoch, second run", slow_c, compiled["plain"]["epoch_s"], 2)])
+    graphs = json.loads((gpu / "train_speed_cudagraphs.json").read_text())
+    assert graphs["fast"]["compile"] == "reduce-overhead" and graphs["batch_size"] == 256
+    epoch_g, ips_g = numbers(text, r"reduce-overhead`, \*\*([\d.]+) s per epoch\*\*, (\d+) images/s")
+    check([("CUDA graphs epoch", epoch_g, graphs["fast"]["epoch_s"], 2), ("CUDA graphs images/s", ips_g, graphs["fast"]["images_per_s"], 0)])
+    assert (graphs["fast"]["epoch_s"] <= 2) == ("within the target of 2 s" in text)
+
+    def fast_row(name: str) -> tuple[int, float]:
+        """(batch, images/s) of a train_speed log's fast row"""
+        log = (gpu / name).read_text()
+        batch = int(re.search(r", batch (\d+),", log).group(1))
+        return batch, float(re.search(r"^fast\s+\S+\s+\S+\s+\S+\s+(\d+)\s", log, re.M).group(1))
+
+    rows = {256: (256, plain["fast"]["images_per_s"]), **{b: fast_row(f"train_speed_bs{b}.txt") for b in (64, 1024)}}
+    at256, at64, at1024 = numbers(text, r"A step takes about the same time at any batch size: ([\d.]+) ms at batch 256, "
+                                        r"([\d.]+) ms at 64 and ([\d.]+) ms at 1024")
+    step_ms = {b: 1000 * batch / ips for b, (batch, ips) in rows.items()}
+    check([("step at 256", at256, step_ms[256], 1), ("step at 64", at64, step_ms[64], 1), ("step at 1024", at1024, step_ms[1024], 1)])
+    assert max(step_ms.values()) < 1.25 * min(step_ms.values()), "the step time is no longer flat in the batch size"
+    profile = (gpu / "step_profile.txt").read_text()
+    step = float(re.search(r"train_step, fixed batch: ([\d.]+) ms", profile).group(1))
+    gpu_ms = float(re.search(r"Self CUDA time total: ([\d.]+)ms", profile).group(1)) / 10  # 10 profiled steps
+    kernels = float(re.search(r"kernels launched per step: ([\d.]+)", profile).group(1))
+    said_kernels, busy, wall, epoch = numbers(text, r"a step launches (\d+) kernels and the GPU works ([\d.]+) ms of its ([\d.]+) ms, "
+                                                    r"about ([\d.]+) s per epoch at the GPU's own pace")
+    check([("kernels per step", said_kernels, kernels, 0), ("GPU ms per step", busy, gpu_ms, 1), ("step ms", wall, step, 1),
+           ("epoch at the GPU's own pace", epoch, gpu_ms * (50_000 // 256) / 1000, 1)])
+    assert gpu_ms < step / 2, "the host is no longer the limit"
+    scoring = (gpu / "ci_speed.txt").read_text()
+    ours, faster = re.search(r"ours ([\d.]+) s: (\d+)x faster than naive", scoring).groups()
+    assert numbers(text, r"55 layers on 640 images in ([\d.]+) s \(extrapolated\), (\d+)x faster") == (ours, faster)
+    passed = re.search(r"(\d+) passed", (gpu / "tests.txt").read_text()).group(1)
+    assert "failed" not in (gpu / "tests.txt").read_text() and f"On the H200 all {passed} passed" in text
 
 
 GENERATED = (".dvc/tmp/", "site/", "models/", "features/", "scores/", "data/", "dvc_plots/", "mlflow.db", ".venv/", ".tools/", "gpu-results/",
