@@ -343,6 +343,27 @@ def test_readme_fashion_ablation_rows_are_the_ablation_s(folder):
     assert len(quoted) >= 4 and not [q for q in quoted if q not in ablation]
 
 
+@pytest.mark.parametrize("folder", ["fashion", "fashion-alexnet"])
+def test_fashion_ablation_reading_follows_the_ablation(folder):
+    """'Reading it': each line quotes an ablation row's points and interval, and says 'holds 0',
+    'lies above 0' or 'lies below 0' as that interval does."""
+    text = page_text("docs/results-fashion.md", folder)
+    ablation = {cells[0]: cells[1:3] for line in (ROOT / folder / "results" / "ablation.md").read_text().splitlines()
+                if line.startswith("| ") and len(cells := [c.strip() for c in line.strip("|").split("|")]) >= 3}
+    read = re.findall(r"^  - (.+): (\S+) points, (\[[^]]+\]); the interval (holds 0|lies above 0|lies below 0)\.$", text, re.M)
+    assert len(read) == 5
+    labels = {"SNPFI's ranking against CHIP's": "SNPFI − CHIP, rates widths, none",
+              "the same two rankings at SNPFI's widths": "SNPFI − CHIP, snpfi widths, refit+bn",
+              "the least-squares refit": "CHIP, rates widths: refit − none",
+              "SNPFI's recovery": "SNPFI, snpfi widths: refit+bn − none",
+              "SNPFI's widths against the rates": "CHIP, refit+bn: SNPFI's widths − the rates"}
+    for what, points, interval, side in read:
+        (label,) = [row for start, row in labels.items() if what.startswith(start)]
+        assert [points, interval] == ablation[label], label
+        low, high = (float(x.replace("−", "-")) for x in interval.strip("[]").split(", "))
+        assert side == ("holds 0" if low <= 0 <= high else "lies above 0" if low > 0 else "lies below 0"), label
+
+
 def test_readme_alexnet_figures_are_its_committed_files():
     """The AlexNet section's baselines, SNPFI's widths, sweep and sensitivity figures, each from its file."""
     import csv

@@ -121,7 +121,31 @@ def comparison_blocks(project: Path, params: dict, model: str, setting: str) -> 
     quoted = [line for line in ablation.splitlines() if any(line.startswith(f"| {label} |") for label in ABLATION_ROWS)]
     return out + ["**Before fine-tuning, criterion, widths and recovery apart** (the `ablation` stage on every "
                   f"baseline, no training; `{folder}/results/ablation.md`, paired by baseline, estimates):", "",
-                  "| Difference | Points | 95% CI | Paired over |", "|---|---:|---:|---:|"] + quoted + [""]
+                  "| Difference | Points | 95% CI | Paired over |", "|---|---:|---:|---:|"] + quoted + [""] \
+        + ablation_reading(ablation) + [""]
+
+
+# What each quoted ablation row isolates, in words: (row label, what it sets apart).
+ABLATION_READING = (
+    ("SNPFI − CHIP, rates widths, none", "SNPFI's ranking against CHIP's, both at the rates' widths and neither recovered"),
+    ("SNPFI − CHIP, snpfi widths, refit+bn", "the same two rankings at SNPFI's widths, both with SNPFI's recovery"),
+    ("CHIP, rates widths: refit − none", "the least-squares refit, under CHIP's ranking at the rates"),
+    ("SNPFI, snpfi widths: refit+bn − none", "SNPFI's recovery, under its own ranking and widths"),
+    ("CHIP, refit+bn: SNPFI's widths − the rates", "SNPFI's widths against the rates, under CHIP's ranking with that recovery"),
+)
+
+
+def ablation_reading(ablation: str) -> list[str]:
+    """One bullet per part of SNPFI's row (ranking, recovery, widths): each ablation difference
+    that isolates it, with its interval and whether that interval holds 0. Estimates, not
+    verdicts: the ablation is not in the declared family."""
+    said = []
+    for label, what in ABLATION_READING:
+        points, interval = re.search(rf"^\| {re.escape(label)} \| (\S+) \| (\[[^]]+\]) \|", ablation, re.M).groups()
+        low, high = (float(x.replace("−", "-")) for x in interval.strip("[]").split(", "))
+        side = "holds 0" if low <= 0 <= high else "lies above 0" if low > 0 else "lies below 0"
+        said.append(f"  - {what}: {points} points, {interval}; the interval {side}.")
+    return ["- **Reading it** (estimates over the baselines, no verdicts):"] + said
 
 
 def baseline_tops(project: Path, params: dict) -> list[float]:
