@@ -6,10 +6,10 @@ gains it, `dvc repro` runs only its stages and the report, and `tools/record_run
 --name run-b<b>.json` records that run). After each, this tool rewrites each section between
 its heading and the next one, so that every figure and every claim in it follows the files:
 
-    .venv/bin/python tools/fashion_section.py          # rewrite the section in place
+    .venv/bin/python tools/fashion_section.py          # rewrite the sections in place
     .venv/bin/python tools/fashion_section.py --check  # exit 1 if the page is stale
 
-Tables are quoted from fashion/results/ as the report wrote them; the sentences are built from
+Tables are quoted from each project's results/ as its report wrote them; the sentences are built from
 the same rows (the declared contrasts' verdicts, the detectable differences) and from the metric
 files (baselines, sweep, sensitivity). tests/test_readme.py checks the page against the files
 independently of this tool, and runs --check.
