@@ -71,11 +71,15 @@ def page(name: str = "README.md") -> str:
     return (ROOT / name).read_text()
 
 
-def page_numbers(name: str, pattern: str) -> tuple[str, ...]:
-    """The groups of pattern's match in a page, its line breaks read as spaces."""
-    m = re.search(pattern, " ".join(page(name).split()))
-    assert m, f"{name} lacks the sentence matching {pattern!r}"
+def numbers(text: str, pattern: str, where: str = "the section") -> tuple[str, ...]:
+    """The groups of pattern's match in a text, its line breaks read as spaces."""
+    m = re.search(pattern, " ".join(text.split()))
+    assert m, f"{where} lacks the sentence matching {pattern!r}"
     return m.groups()
+
+
+def page_numbers(name: str, pattern: str) -> tuple[str, ...]:
+    return numbers(page(name), pattern, name)
 
 
 def readme_numbers(pattern: str) -> tuple[str, ...]:
@@ -106,13 +110,6 @@ def page_text(name: str, folder: str = ".") -> str:
     if folder in FASHION and name == "docs/results-fashion.md":
         text = text.split(FASHION[folder], 1)[1].split("\n## ", 1)[0]
     return text
-
-
-def numbers(text: str, pattern: str) -> tuple[str, ...]:
-    """The groups of pattern's match in a text, its line breaks read as spaces."""
-    m = re.search(pattern, " ".join(text.split()))
-    assert m, f"no sentence matching {pattern!r}"
-    return m.groups()
 
 
 @pytest.mark.parametrize("name, folder", [("README.md", "."), ("docs/results-digits.md", "."),
